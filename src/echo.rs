@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Queries the host answers (icmp.c: `icmp_echo`, `icmp_timestamp`).
+
+use kernel::net::{
+    ipv4::{
+        icmp::{inet_current_timestamp, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_TIMESTAMPREPLY},
+        xmit::IpOptionsData,
+        IcmpHdr,
+    },
+    skb::{DropReason, SkBuff},
+    Be32,
+};
+
+use crate::{
+    rcv::Ctx,
+    reply::{icmp_reply, IcmpBxm, IcmpBxmData},
+    stats,
+};
+use kernel::net::ipv4::icmp::IcmpMib;
+
+/// `icmp_echo`: answers an echo request with an echo reply carrying the same identifier,
+/// sequence number and data (RFC 792; RFC 1122 3.2.2.6), unless
+/// `net.ipv4.icmp_echo_ignore_all` is set.
+pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
+    // Should there be an ICMP stat for ignored echos? C has none.
+    if ctx.net.sysctl_icmp_echo_ignore_all() != 0 {
+        return Ok(());
+    }
+    let Some(mut icmph) = skb.icmp_hdr() else {
+        return Ok(());
+    };
+    if icmph.type_ == ICMP_ECHO {
+        icmph.type_ = ICMP_ECHOREPLY;
+    } else {
+        // ICMP_EXT_ECHO (RFC 8335 PROBE) is still handed to the built-in handler before it
+        // gets here (see `rcv::delegated`).
+        return Ok(());
+    }
+    let skb = &*skb;
+    let mut param = IcmpBxm {
+        skb,
+        offset: 0,
+        data_len: skb.len() as usize,
+        data: IcmpBxmData {
+            icmph,
+            times: [Be32::ZERO; 3],
+        },
+        head_len: IcmpHdr::LEN,
+        replyopts: IpOptionsData::new(),
+    };
+    icmp_reply(ctx.icmp, &mut param, skb);
+    Ok(())
+}
+
+/// `icmp_timestamp`: answers a timestamp request (RFC 792) with our receive and transmit
+/// times in milliseconds since midnight UTC. Requests shorter than the originate timestamp
+/// are errors.
+pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
+    // Too short.
+    if skb.len() < 4 {
+        stats::icmp_inc_stats(ctx.icmp, ctx.net, IcmpMib::InErrors);
+        return Err(DropReason::PKT_TOO_SMALL);
+    }
+    let now = inet_current_timestamp();
+    let mut originate = [0u8; 4];
+    // C: BUG_ON(skb_copy_bits(skb, 0, &times[0], 4)) after checking skb->len >= 4.
+    if skb.copy_bits(0, &mut originate).is_err() {
+        return Err(DropReason::PKT_TOO_SMALL);
+    }
+    let Some(mut icmph) = skb.icmp_hdr() else {
+        return Ok(());
+    };
+    icmph.type_ = ICMP_TIMESTAMPREPLY;
+    icmph.code = 0;
+    let skb = &*skb;
+    let mut param = IcmpBxm {
+        skb,
+        offset: 0,
+        data_len: 0,
+        data: IcmpBxmData {
+            icmph,
+            times: [Be32::from_bytes(originate), now, now],
+        },
+        head_len: IcmpHdr::LEN + 12,
+        replyopts: IpOptionsData::new(),
+    };
+    icmp_reply(ctx.icmp, &mut param, skb);
+    Ok(())
+}

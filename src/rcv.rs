@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Receiving ICMP messages (icmp.c: `icmp_rcv`, `icmp_pointers[]`, `icmp_discard`).
+
+use core::fmt;
+use kernel::{
+    net::{
+        ipv4::{
+            icmp::{
+                self, IcmpMib, ICMP_ADDRESS, ICMP_ADDRESSREPLY, ICMP_ECHO, ICMP_EXT_ECHO,
+                ICMP_EXT_ECHOREPLY, ICMP_TIMESTAMP, NR_ICMP_TYPES,
+            },
+            route::{RTCF_BROADCAST, RTCF_MULTICAST},
+            IcmpHdr,
+        },
+        namespace::Net,
+        protocol::{NET_RX_DROP, NET_RX_SUCCESS},
+        skb::{DropReason, OwnedSkBuff, SkBuff},
+    },
+    sync::rcu,
+};
+
+use crate::{echo, stats, Icmp};
+
+/// What every handler gets besides the packet: the protocol state and the namespace the
+/// packet arrived in (C handlers recompute `net` from the skb's route each time).
+pub(crate) struct Ctx<'a> {
+    pub(crate) icmp: &'a Icmp,
+    pub(crate) net: &'a Net,
+}
+
+/// A handler of the table. `Ok(())` is C's `SKB_NOT_DROPPED_YET`.
+type Handler = fn(&Ctx<'_>, &mut SkBuff) -> Result<(), DropReason>;
+
+/// `struct icmp_control`: an entry of [`ICMP_POINTERS`].
+pub(crate) struct IcmpControl {
+    /// The handler, or `None` while the type is still handed to the built-in code.
+    handler: Option<Handler>,
+    /// The type is an error message (ICMP must never answer an error with an error).
+    error: bool,
+}
+
+const fn entry(handler: Option<Handler>, error: bool) -> IcmpControl {
+    IcmpControl { handler, error }
+}
+
+/// `icmp_pointers[]`: how each type 0..=18 is handled (icmp.c's table, same order).
+pub(crate) static ICMP_POINTERS: [IcmpControl; NR_ICMP_TYPES as usize + 1] = [
+    /* ICMP_ECHOREPLY */ entry(Some(ping_rcv), false),
+    /* 1 */ entry(Some(icmp_discard), true),
+    /* 2 */ entry(Some(icmp_discard), true),
+    /* ICMP_DEST_UNREACH */ entry(None, true),
+    /* ICMP_SOURCE_QUENCH */ entry(None, true),
+    /* ICMP_REDIRECT */ entry(None, true),
+    /* 6 */ entry(Some(icmp_discard), true),
+    /* 7 */ entry(Some(icmp_discard), true),
+    /* ICMP_ECHO */ entry(Some(echo::icmp_echo), false),
+    /* 9 */ entry(Some(icmp_discard), true),
+    /* 10 */ entry(Some(icmp_discard), true),
+    /* ICMP_TIME_EXCEEDED */ entry(None, true),
+    /* ICMP_PARAMETERPROB */ entry(None, true),
+    /* ICMP_TIMESTAMP */ entry(Some(echo::icmp_timestamp), false),
+    /* ICMP_TIMESTAMPREPLY */ entry(Some(icmp_discard), false),
+    /* ICMP_INFO_REQUEST */ entry(Some(icmp_discard), false),
+    /* ICMP_INFO_REPLY */ entry(Some(icmp_discard), false),
+    /* ICMP_ADDRESS */ entry(Some(icmp_discard), false),
+    /* ICMP_ADDRESSREPLY */ entry(Some(icmp_discard), false),
+];
+
+/// `icmp_pointers[type].error` for any type (types above 18 are not errors).
+pub(crate) fn icmp_pointers_error(type_: u8) -> bool {
+    ICMP_POINTERS
+        .get(usize::from(type_))
+        .is_some_and(|c| c.error)
+}
+
+/// Whether packets of `type_` still go to the built-in handler: table entries without a Rust
+/// handler, and RFC 8335 PROBE requests.
+pub(crate) fn delegated(type_: u8) -> bool {
+    match ICMP_POINTERS.get(usize::from(type_)) {
+        Some(c) => c.handler.is_none(),
+        None => type_ == ICMP_EXT_ECHO,
+    }
+}
+
+/// Formats the list of delegated types, for the log.
+pub(crate) struct DelegatedTypes;
+
+impl fmt::Display for DelegatedTypes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for t in (0..=u8::MAX).filter(|t| delegated(*t)) {
+            write!(f, "{}{t}", if first { "" } else { " " })?;
+            first = false;
+        }
+        if first {
+            f.write_str("none")?;
+        }
+        Ok(())
+    }
+}
+
+/// `icmp_discard`: types the host accepts and ignores (address mask, information,
+/// timestamp replies, obsolete types).
+fn icmp_discard(_ctx: &Ctx<'_>, _skb: &mut SkBuff) -> Result<(), DropReason> {
+    // Pretend it was a success.
+    Ok(())
+}
+
+/// The table's entry for echo replies: `ping_rcv` (ping.c) queues them on the ping socket
+/// whose identifier they carry.
+fn ping_rcv(_ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
+    icmp::ping_rcv(skb)
+}
+
+/// The ICMP type of a packet, read without changing the packet.
+fn peek_type(skb: &SkBuff) -> Option<u8> {
+    let mut b = [0u8; 1];
+    skb.header_pointer(0, &mut b).map(|t| t[0])
+}
+
+/// `icmp_rcv`: the entry point for every ICMP message delivered to this host.
+pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff) -> i32 {
+    let rcu = rcu::read_lock();
+    let route = skb
+        .rtable(&rcu)
+        .and_then(|rt| Some((rt.flags(), rt.dev(&rcu)?.net(&rcu))));
+    let Some((rt_flags, net)) = route else {
+        // Locally delivered packets always have an input route; C would oops here.
+        skb.drop_reason(DropReason::NOT_SPECIFIED);
+        return NET_RX_DROP;
+    };
+
+    if let Some(t) = peek_type(&skb).filter(|t| delegated(*t)) {
+        stats::count_delegated(icmp, net, t);
+        return icmp.builtin.handler(skb);
+    }
+
+    let ctx = Ctx { icmp, net };
+    match icmp_rcv_reason(&ctx, &mut skb, rt_flags) {
+        Ok(()) => {
+            skb.consume();
+            NET_RX_SUCCESS
+        }
+        Err(reason) => {
+            stats::count_drop(icmp, net, reason);
+            skb.drop_reason(reason);
+            NET_RX_DROP
+        }
+    }
+}
+
+/// `icmp_rcv` up to the point where it frees the packet: validation, counters, dispatch.
+fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<(), DropReason> {
+    let (icmp, net) = (ctx.icmp, ctx.net);
+
+    // The IPsec input policy: without a matching policy the packet is dropped. (C also accepts
+    // ICMP errors about IPsec traffic whose inner packet matches the reverse policy; that
+    // path needs CONFIG_XFRM, which this kernel lacks.)
+    if !skb.xfrm4_policy_check_in() {
+        return Err(DropReason::XFRM_POLICY);
+    }
+
+    stats::icmp_inc_stats(icmp, net, IcmpMib::InMsgs);
+
+    if !skb.checksum_simple_validate() {
+        stats::icmp_inc_stats(icmp, net, IcmpMib::CsumErrors);
+        stats::icmp_inc_stats(icmp, net, IcmpMib::InErrors);
+        return Err(DropReason::ICMP_CSUM);
+    }
+
+    if !skb.pull(IcmpHdr::LEN as u32) {
+        stats::icmp_inc_stats(icmp, net, IcmpMib::InErrors);
+        return Err(DropReason::NOT_SPECIFIED);
+    }
+    let Some(icmph) = skb.icmp_hdr() else {
+        stats::icmp_inc_stats(icmp, net, IcmpMib::InErrors);
+        return Err(DropReason::NOT_SPECIFIED);
+    };
+    let type_ = icmph.type_;
+
+    stats::icmpmsg_in_inc_stats(icmp, net, type_);
+
+    // ICMP Extended Echo (PROBE) messages are outside the table, which ends at type 18.
+    if type_ == ICMP_EXT_ECHO {
+        return echo::icmp_echo(ctx, skb);
+    }
+    if type_ == ICMP_EXT_ECHOREPLY {
+        return icmp::ping_rcv(skb);
+    }
+
+    // 18 is the highest 'known' ICMP type. Anything else is a mystery.
+    // RFC 1122: 3.2.2 Unknown ICMP messages types MUST be silently discarded.
+    let Some(control) = ICMP_POINTERS.get(usize::from(type_)) else {
+        stats::icmp_inc_stats(icmp, net, IcmpMib::InErrors);
+        return Err(DropReason::UNHANDLED_PROTO);
+    };
+
+    if rt_flags & (RTCF_BROADCAST | RTCF_MULTICAST) != 0 {
+        // RFC 1122: 3.2.2.6 An ICMP_ECHO to broadcast MAY be silently ignored (we let the
+        // user decide with a sysctl).
+        // RFC 1122: 3.2.2.8 An ICMP_TIMESTAMP MAY be silently discarded if to
+        // broadcast/multicast.
+        let query = type_ == ICMP_ECHO || type_ == ICMP_TIMESTAMP;
+        if (query && net.sysctl_icmp_echo_ignore_broadcasts() != 0)
+            || (!query && type_ != ICMP_ADDRESS && type_ != ICMP_ADDRESSREPLY)
+        {
+            stats::icmp_inc_stats(icmp, net, IcmpMib::InErrors);
+            return Err(DropReason::INVALID_PROTO);
+        }
+    }
+
+    match control.handler {
+        Some(handler) => handler(ctx, skb),
+        // Delegated types were handed over before anything was counted.
+        None => Err(DropReason::NOT_SPECIFIED),
+    }
+}

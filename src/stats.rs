@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Counters: the kernel's ICMP MIB, updated exactly where icmp.c updates it, and this
+//! module's own per-namespace counters of what the Rust code did.
+//!
+//! `/proc/net/rust_icmp` (one per network namespace) prints the module's counters under the
+//! names `nstat` gives the MIB (`IcmpInMsgs`, `IcmpMsgInType8`, ...), so the deltas of
+//! `nstat` and of this file can be compared line by line: each line counts the events of
+//! that MIB counter that Rust code caused. Lines starting `RustIcmp` have no MIB twin:
+//! drops by reason (`RustIcmpDrop_<REASON>`) and packets handed to the built-in handler
+//! (`RustIcmpDelegatedInType<N>`).
+
+use core::{
+    fmt::Write,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+};
+use kernel::{
+    c_str,
+    net::{
+        ipv4::icmp::IcmpMib,
+        namespace::{Net, PernetData, PernetId},
+        skb::DropReason,
+    },
+    percpu::PerCpu,
+    prelude::*,
+    seq_file::SeqFile,
+};
+
+/// The MIB counters icmp.c touches, with their `nstat` names.
+const MIBS: [(IcmpMib, &str); 7] = [
+    (IcmpMib::InMsgs, "IcmpInMsgs"),
+    (IcmpMib::InErrors, "IcmpInErrors"),
+    (IcmpMib::CsumErrors, "IcmpInCsumErrors"),
+    (IcmpMib::OutMsgs, "IcmpOutMsgs"),
+    (IcmpMib::OutErrors, "IcmpOutErrors"),
+    (IcmpMib::RateLimitGlobal, "IcmpOutRateLimitGlobal"),
+    (IcmpMib::RateLimitHost, "IcmpOutRateLimitHost"),
+];
+
+/// Slots for drop reasons: the core reasons, and one for any other.
+const DROP_SLOTS: usize = 128;
+const _: () = assert!(DropReason::CORE_MAX as usize <= DROP_SLOTS - 1);
+
+/// One CPU's counters.
+#[derive(Zeroable)]
+pub(crate) struct Counters {
+    mib: [AtomicU64; MIBS.len()],
+    in_type: [AtomicU64; 256],
+    out_type: [AtomicU64; 256],
+    drops: [AtomicU64; DROP_SLOTS],
+    delegated: [AtomicU64; 256],
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
+/// The counters of one network namespace.
+pub(crate) struct NetStats {
+    cpus: PerCpu<Counters>,
+}
+
+static NET_ID: PernetId = PernetId::new();
+
+impl PernetData for NetStats {
+    fn id() -> &'static PernetId {
+        &NET_ID
+    }
+
+    const PROC_NAME: Option<&'static CStr> = Some(c_str!("rust_icmp"));
+
+    fn init(_net: &Net) -> Result<Self> {
+        Ok(Self {
+            cpus: PerCpu::new_zeroed()?,
+        })
+    }
+
+    fn show(&self, m: &mut SeqFile) -> core::fmt::Result {
+        let sum = |f: &dyn Fn(&Counters) -> &AtomicU64| -> u64 {
+            self.cpus.iter().map(|c| f(c).load(Relaxed)).sum()
+        };
+        for (i, (_, name)) in MIBS.iter().enumerate() {
+            writeln!(m, "{name} {}", sum(&|c| &c.mib[i]))?;
+        }
+        for t in 0..256 {
+            let n = sum(&|c| &c.in_type[t]);
+            if n != 0 {
+                writeln!(m, "IcmpMsgInType{t} {n}")?;
+            }
+        }
+        for t in 0..256 {
+            let n = sum(&|c| &c.out_type[t]);
+            if n != 0 {
+                writeln!(m, "IcmpMsgOutType{t} {n}")?;
+            }
+        }
+        for r in 0..DROP_SLOTS {
+            let n = sum(&|c| &c.drops[r]);
+            if n == 0 {
+                continue;
+            }
+            match DropReason::from_raw(r as u32).err().and_then(DropReason::name) {
+                Some(name) if r < DROP_SLOTS - 1 => {
+                    writeln!(m, "RustIcmpDrop_{} {n}", name.to_str().unwrap_or("?"))?
+                }
+                _ => writeln!(m, "RustIcmpDrop_OTHER {n}")?,
+            }
+        }
+        for t in 0..256 {
+            let n = sum(&|c| &c.delegated[t]);
+            if n != 0 {
+                writeln!(m, "RustIcmpDelegatedInType{t} {n}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl NetStats {
+    fn this_cpu(&self) -> &Counters {
+        self.cpus.this_cpu()
+    }
+}
+
+/// The counters of `net`, once its per-namespace data exists (always, while packets flow).
+fn of<'a>(icmp: &'a crate::Icmp, net: &'a Net) -> Option<&'a Counters> {
+    icmp.stats.get(net).map(NetStats::this_cpu)
+}
+
+/// `__ICMP_INC_STATS` / `ICMP_INC_STATS`.
+pub(crate) fn icmp_inc_stats(icmp: &crate::Icmp, net: &Net, mib: IcmpMib) {
+    net.icmp_inc_stats(mib);
+    if let (Some(c), Some(i)) = (of(icmp, net), MIBS.iter().position(|(m, _)| *m == mib)) {
+        bump(&c.mib[i]);
+    }
+}
+
+/// `ICMPMSGIN_INC_STATS`.
+pub(crate) fn icmpmsg_in_inc_stats(icmp: &crate::Icmp, net: &Net, type_: u8) {
+    net.icmpmsg_in_inc_stats(type_);
+    if let Some(c) = of(icmp, net) {
+        bump(&c.in_type[usize::from(type_)]);
+    }
+}
+
+/// Counts a message this module sent, the way `icmp_out_count` (called by `ip_output.c` when
+/// the packet is built) counts it in the MIB: `OutMsgs` and `OutType<type>`, where `type` is
+/// the flow's `fl4_icmp_type`.
+pub(crate) fn count_sent(icmp: &crate::Icmp, net: &Net, fl4_icmp_type: u8) {
+    if let Some(c) = of(icmp, net) {
+        bump(&c.out_type[usize::from(fl4_icmp_type)]);
+        if let Some(i) = MIBS.iter().position(|(m, _)| *m == IcmpMib::OutMsgs) {
+            bump(&c.mib[i]);
+        }
+    }
+}
+
+/// Counts a packet dropped by `icmp_rcv`.
+pub(crate) fn count_drop(icmp: &crate::Icmp, net: &Net, reason: DropReason) {
+    if let Some(c) = of(icmp, net) {
+        let r = (reason.to_raw() as usize).min(DROP_SLOTS - 1);
+        bump(&c.drops[r]);
+    }
+}
+
+/// Counts a packet handed to the built-in handler.
+pub(crate) fn count_delegated(icmp: &crate::Icmp, net: &Net, type_: u8) {
+    if let Some(c) = of(icmp, net) {
+        bump(&c.delegated[usize::from(type_)]);
+    }
+}
