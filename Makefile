@@ -39,7 +39,7 @@ module: kernel
 	@echo "built $(TOP)/rust_icmp.ko"
 
 run: module
-	@qemu/run tests/demo.sh
+	@QEMU_SHELL=1 qemu/run tests/demo.sh
 
 check: module
 	@qemu/run tests/run_all.sh

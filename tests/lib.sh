@@ -1,0 +1,98 @@
+# SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=bash
+# Shared helpers of rust_icmp's shell tests: KTAP output with kselftest exit codes
+# (0 pass, 1 fail, 4 skip) and a last line "N passed, N failed[, N skipped]".
+
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=$(cd "$TESTS_DIR/.." && pwd)
+MODULE=$TOP/rust_icmp.ko
+TRACING=/sys/kernel/tracing
+
+KSFT_PASS=0
+KSFT_FAIL=1
+KSFT_SKIP=4
+
+ktap_n=0
+ktap_pass=0
+ktap_fail=0
+ktap_skip=0
+
+ktap_header() { # name planned-count
+	echo "TAP version 13"
+	echo "# $1"
+	echo "1..$2"
+}
+
+ktap_diag() { printf '# %s\n' "$@"; }
+
+ktap_ok() { # name
+	ktap_n=$((ktap_n + 1)) ktap_pass=$((ktap_pass + 1))
+	echo "ok $ktap_n $1"
+}
+
+ktap_not_ok() { # name reason
+	ktap_n=$((ktap_n + 1)) ktap_fail=$((ktap_fail + 1))
+	[[ -n ${2:-} ]] && ktap_diag "$2"
+	echo "not ok $ktap_n $1"
+}
+
+ktap_skip() { # name reason
+	ktap_n=$((ktap_n + 1)) ktap_skip=$((ktap_skip + 1))
+	echo "ok $ktap_n $1 # SKIP $2"
+}
+
+# check NAME CMD...: runs CMD; ok if it succeeds, else not ok with its output.
+check() {
+	local name=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		ktap_ok "$name"
+	else
+		ktap_not_ok "$name" "$out"
+	fi
+}
+
+ktap_finish() {
+	local line="$ktap_pass passed, $ktap_fail failed"
+	((ktap_skip)) && line+=", $ktap_skip skipped"
+	echo "$line"
+	((ktap_fail)) && exit $KSFT_FAIL
+	((ktap_skip && !ktap_pass)) && exit $KSFT_SKIP
+	exit $KSFT_PASS
+}
+
+require_vm() { # test-name
+	if [[ ${RUST_ICMP_VM:-} != 1 && ${RUST_ICMP_FORCE:-} != 1 ]]; then
+		echo "TAP version 13"
+		echo "1..0 # SKIP $1: run it in the test VM (qemu/run), or set RUST_ICMP_FORCE=1"
+		echo "0 passed, 0 failed, 1 skipped"
+		exit $KSFT_SKIP
+	fi
+}
+
+module_loaded() { [[ -d /sys/module/rust_icmp ]]; }
+
+# Counts the calls of a kernel function while CMD runs (function tracer).
+count_calls() { # function cmd...
+	local fn=$1 n
+	shift
+	echo "$fn" >"$TRACING/set_ftrace_filter"
+	echo >"$TRACING/trace"
+	echo function >"$TRACING/current_tracer"
+	"$@" >/dev/null 2>&1
+	n=$(grep -c " $fn <-" "$TRACING/trace" || true)
+	# Switching the tracer clears the buffer: count first.
+	echo nop >"$TRACING/current_tracer"
+	echo >"$TRACING/set_ftrace_filter"
+	echo "$n"
+}
+
+# A value from /proc/net/rust_icmp (0 if absent).
+module_counter() { # name [netns]
+	local file=/proc/net/rust_icmp
+	if [[ -n ${2:-} ]]; then
+		ip netns exec "$2" awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' $file
+	else
+		awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' $file
+	fi
+}

@@ -1,0 +1,425 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Helpers for rust_icmp's tests: namespaces, packets, captures, counters, KTAP.
+
+Everything here runs as root inside the test VM (qemu/run). The differential harness
+(`difftest.py`) is built on it: a scenario runs once with the kernel's built-in ICMP code
+and once with rust_icmp loaded, and what the two runs did is compared.
+"""
+
+import ctypes
+import errno
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODULE = os.path.join(TOP, "rust_icmp.ko")
+TRACING = "/sys/kernel/tracing"
+
+# ---------------------------------------------------------------------------------------
+# KTAP output (kselftest conventions: exit 0 pass, 1 fail, 4 skip)
+
+KSFT_PASS, KSFT_FAIL, KSFT_SKIP = 0, 1, 4
+
+
+class Ktap:
+    """Prints a KTAP/TAP stream and the summary line `N passed, N failed, N skipped`."""
+
+    def __init__(self, name):
+        self.name = name
+        self.n = 0
+        self.passed = self.failed = self.skipped = 0
+        print("TAP version 13", flush=True)
+        print(f"# {name}", flush=True)
+
+    def plan(self, count):
+        print(f"1..{count}", flush=True)
+
+    def diag(self, text):
+        for line in str(text).splitlines() or [""]:
+            print(f"# {line}", flush=True)
+
+    def result(self, ok, name, diag=None):
+        self.n += 1
+        if diag and not ok:
+            self.diag(diag)
+        print(f"{'ok' if ok else 'not ok'} {self.n} {name}", flush=True)
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+        return ok
+
+    def skip(self, name, reason):
+        self.n += 1
+        self.skipped += 1
+        print(f"ok {self.n} {name} # SKIP {reason}", flush=True)
+
+    def finish(self):
+        line = f"{self.passed} passed, {self.failed} failed"
+        if self.skipped:
+            line += f", {self.skipped} skipped"
+        print(line, flush=True)
+        if self.failed:
+            sys.exit(KSFT_FAIL)
+        if self.skipped and not self.passed:
+            sys.exit(KSFT_SKIP)
+        sys.exit(KSFT_PASS)
+
+
+def require_vm(name):
+    """Skips the whole test unless it runs in the test VM (it loads modules, makes netns)."""
+    if os.environ.get("RUST_ICMP_VM") != "1" and os.environ.get("RUST_ICMP_FORCE") != "1":
+        print("TAP version 13\n1..0 # SKIP %s: run it in the test VM (qemu/run), or set "
+              "RUST_ICMP_FORCE=1 on a kernel built by this project" % name)
+        print("0 passed, 0 failed, 1 skipped")
+        sys.exit(KSFT_SKIP)
+
+
+# ---------------------------------------------------------------------------------------
+# Commands and namespaces
+
+def sh(cmd, check=True, input=None):
+    """Runs a shell command; returns its stdout. Raises with stderr on failure if `check`."""
+    p = subprocess.run(cmd, shell=True, input=input, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"`{cmd}` failed ({p.returncode}): {p.stderr.strip()}")
+    return p.stdout
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+_host_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
+
+
+def _setns(fd):
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+class InNetns:
+    """`with InNetns("dut"):` runs the block (sockets, /proc/net, /proc/sys/net) in a netns."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+        try:
+            _setns(fd)
+        finally:
+            os.close(fd)
+        return self
+
+    def __exit__(self, *exc):
+        _setns(_host_ns)
+        return False
+
+
+def sysctl(ns, name, value=None):
+    """Reads or writes a sysctl (dotted name) in namespace `ns` (None: the initial one)."""
+    path = "/proc/sys/" + name.replace(".", "/")
+
+    def rw():
+        if value is None:
+            with open(path) as f:
+                return f.read().strip()
+        with open(path, "w") as f:
+            f.write(str(value))
+        return str(value)
+
+    if ns is None:
+        return rw()
+    with InNetns(ns):
+        return rw()
+
+
+class Topology:
+    """Fresh namespaces `peer` and `dut` joined by a veth pair on 10.0.1.0/24.
+
+    peer veth0 10.0.1.1  <->  dut veth0 10.0.1.2
+    IPv6 is disabled on both ends so that no autoconfiguration traffic disturbs captures.
+    """
+
+    PEER, DUT = "peer", "dut"
+    PEER_ADDR, DUT_ADDR, BCAST = "10.0.1.1", "10.0.1.2", "10.0.1.255"
+
+    MACS = {PEER: "02:00:00:00:01:01", DUT: "02:00:00:00:01:02"}
+
+    def __init__(self):
+        self.namespaces = [self.PEER, self.DUT]
+        self.links = [(self.PEER, "veth0", self.DUT, "veth0")]
+        self.addrs = {self.PEER: [("veth0", self.PEER_ADDR, 24)],
+                      self.DUT: [("veth0", self.DUT_ADDR, 24)]}
+
+    def __enter__(self):
+        stale = [ns for ns in self.namespaces if os.path.exists(f"/run/netns/{ns}")]
+        if stale:
+            sh("ip -batch -", check=False, input="".join(f"netns del {ns}\n" for ns in stale))
+        cmds = [f"netns add {ns}" for ns in self.namespaces]
+        for a, ia, b, ib in self.links:
+            cmds.append(f"link add {ia} netns {a} address {self.MACS.get(a, '')} type veth "
+                        f"peer name {ib} netns {b} address {self.MACS.get(b, '')}"
+                        .replace(" address  ", " "))
+        sh("ip -batch -", input="\n".join(cmds) + "\n")
+        for ns in self.namespaces:
+            sysctl(ns, "net.ipv6.conf.all.disable_ipv6", 1)
+            sysctl(ns, "net.ipv6.conf.default.disable_ipv6", 1)
+            cmds = ["link set lo up"]
+            for dev, addr, plen in self.addrs.get(ns, []):
+                cmds.append(f"addr add {addr}/{plen} brd + dev {dev}")
+            for dev in sorted({d for d, _, _ in self.addrs.get(ns, [])}):
+                cmds.append(f"link set {dev} up")
+            cmds += self.neighbours(ns)
+            sh(f"ip -n {ns} -batch -", input="\n".join(cmds) + "\n")
+        return self
+
+    def neighbours(self, ns):
+        """Static neighbour entries, so captures see no ARP and no queued first packet."""
+        other = {self.PEER: (self.DUT_ADDR, self.MACS[self.DUT]),
+                 self.DUT: (self.PEER_ADDR, self.MACS[self.PEER])}.get(ns)
+        if not other:
+            return []
+        return [f"neigh replace {other[0]} lladdr {other[1]} dev veth0 nud permanent"]
+
+    def __exit__(self, *exc):
+        sh("ip -batch -", check=False,
+           input="".join(f"netns del {ns}\n" for ns in self.namespaces))
+        return False
+
+
+# ---------------------------------------------------------------------------------------
+# Packets
+
+def checksum(data):
+    """The Internet checksum (RFC 1071) of `data`, as the 16-bit value to store."""
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def icmp(type_, code=0, rest=b"\0\0\0\0", payload=b"", csum=None):
+    """An ICMP message; `csum` overrides the computed checksum (e.g. to make it wrong)."""
+    body = struct.pack("!BBH", type_, code, 0) + rest + payload
+    c = checksum(body) if csum is None else csum
+    return body[:2] + struct.pack("!H", c) + body[4:]
+
+
+def echo(id_=0x1234, seq=1, payload=b"", type_=8):
+    return icmp(type_, 0, struct.pack("!HH", id_, seq), payload)
+
+
+def pattern(n):
+    """`n` bytes of a fixed pattern, the same in every run."""
+    return bytes((i * 7 + 3) & 0xFF for i in range(n))
+
+
+def ipv4(src, dst, proto, payload, ttl=64, tos=0, ident=0x4242, frag=0, options=b"", ihl=None,
+         tot_len=None):
+    """An IPv4 header plus payload; `ihl`/`tot_len` override the computed values."""
+    hl = 5 + len(options) // 4 if ihl is None else ihl
+    tl = 20 + len(options) + len(payload) if tot_len is None else tot_len
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | hl, tos, tl, ident, frag, ttl, proto, 0,
+                      socket.inet_aton(src), socket.inet_aton(dst)) + options
+    c = checksum(hdr)
+    return hdr[:10] + struct.pack("!H", c) + hdr[12:] + payload
+
+
+class Sender:
+    """Sockets in a namespace for sending ICMP: `icmp()` lets the kernel build the IP header
+    (and fragment), `ip()` sends a complete IP packet as given (IP_HDRINCL)."""
+
+    def __init__(self, ns):
+        with InNetns(ns):
+            self.raw_icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            self.raw_ip = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        for s in (self.raw_icmp, self.raw_ip):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+
+    def icmp(self, dst, msg, options=None, ttl=None):
+        if options is not None:
+            self.raw_icmp.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, options)
+        if ttl is not None:
+            self.raw_icmp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+            self.raw_icmp.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+        self.raw_icmp.sendto(msg, (dst, 0))
+        if options is not None:
+            self.raw_icmp.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, b"")
+
+    def ip(self, packet):
+        dst = socket.inet_ntoa(packet[16:20])
+        self.raw_ip.sendto(packet, (dst, 0))
+
+    def close(self):
+        self.raw_icmp.close()
+        self.raw_ip.close()
+
+
+ETH_P_ALL, ETH_P_IP, PACKET_OUTGOING = 0x0003, 0x0800, 4
+
+
+class Capture:
+    """IPv4 packets arriving at `ifname` in `ns` (what the other end sent), from an
+    AF_PACKET socket opened now."""
+
+    def __init__(self, ns, ifname="veth0"):
+        with InNetns(ns):
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            self.sock.bind((ifname, 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        self.sock.setblocking(False)
+        self.packets = []
+
+    def _drain(self):
+        got = 0
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(70000)
+            except BlockingIOError:
+                return got
+            if addr[2] == PACKET_OUTGOING or addr[1] != ETH_P_IP:
+                continue
+            self.packets.append(data[14:])
+            got += 1
+
+    def settle(self, quiet=0.3, limit=5.0):
+        """Collects until nothing arrived for `quiet` seconds (at most `limit`)."""
+        start = last = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - last >= quiet or now - start >= limit:
+                break
+            r, _, _ = select.select([self.sock], [], [], quiet / 3)
+            if r and self._drain():
+                last = time.monotonic()
+        self._drain()
+        return self.packets
+
+    def close(self):
+        self.sock.close()
+
+
+def mask_ipv4(pkt, extra=()):
+    """The packet with the fields that legitimately vary between runs zeroed: IP ID and
+    header checksum, plus the byte ranges in `extra` (offsets from the start of the packet)."""
+    b = bytearray(pkt)
+    if len(b) >= 20:
+        b[4:6] = b"\0\0"
+        b[10:12] = b"\0\0"
+    for lo, hi in extra:
+        b[lo:hi] = bytes(len(b[lo:hi]))
+    return bytes(b)
+
+
+def describe(pkt):
+    """A one-line summary of an IPv4 packet, for diagnostics."""
+    if len(pkt) < 20:
+        return f"short packet {pkt.hex()}"
+    ihl = (pkt[0] & 15) * 4
+    src, dst = socket.inet_ntoa(pkt[12:16]), socket.inet_ntoa(pkt[16:20])
+    frag = struct.unpack("!H", pkt[6:8])[0]
+    s = f"{src} > {dst} proto {pkt[9]} len {len(pkt)} frag {frag:#06x}"
+    if pkt[9] == 1 and len(pkt) >= ihl + 4 and frag & 0x1FFF == 0:
+        s += f" icmp type {pkt[ihl]} code {pkt[ihl + 1]}"
+    return s
+
+
+# ---------------------------------------------------------------------------------------
+# Counters
+
+def _parse_pairs(text):
+    """/proc/net/snmp and /proc/net/netstat: a header line and a value line per group."""
+    out = {}
+    lines = text.splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        group, names = names.split(":", 1)
+        _, values = values.split(":", 1)
+        for n, v in zip(names.split(), values.split()):
+            out[group + n] = int(v)
+    return out
+
+
+def mib(ns):
+    """All counters of /proc/net/snmp and /proc/net/netstat in `ns`, named as nstat names
+    them (IcmpInMsgs, IcmpMsgInType8, IpExtInOctets, ...)."""
+    with InNetns(ns):
+        with open("/proc/self/net/snmp") as f:
+            c = _parse_pairs(f.read())
+        with open("/proc/self/net/netstat") as f:
+            c.update(_parse_pairs(f.read()))
+    return c
+
+
+def module_counters(ns):
+    """/proc/net/rust_icmp in `ns`, or None if the module is not loaded."""
+    with InNetns(ns):
+        try:
+            with open("/proc/self/net/rust_icmp") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return None
+    return {k: int(v) for k, v in (line.split() for line in text.splitlines())}
+
+
+def delta(before, after):
+    """Non-zero differences between two counter snapshots."""
+    keys = set(before) | set(after)
+    d = {k: after.get(k, 0) - before.get(k, 0) for k in keys}
+    return {k: v for k, v in d.items() if v}
+
+
+# ---------------------------------------------------------------------------------------
+# The module
+
+def module_loaded():
+    return os.path.exists("/sys/module/rust_icmp")
+
+
+def load_module(path=MODULE):
+    sh(f"insmod {path}")
+
+
+def unload_module():
+    sh("rmmod rust_icmp")
+
+
+# ---------------------------------------------------------------------------------------
+# Drop reasons (skb:kfree_skb tracepoint)
+
+class DropTrace:
+    """Records `skb:kfree_skb` events: the (protocol, reason) of every dropped packet."""
+
+    def __init__(self):
+        self.available = os.path.exists(f"{TRACING}/events/skb/kfree_skb/enable")
+
+    def start(self):
+        if not self.available:
+            return
+        with open(f"{TRACING}/trace", "w"):
+            pass
+        with open(f"{TRACING}/events/skb/kfree_skb/enable", "w") as f:
+            f.write("1")
+
+    def stop(self):
+        """Returns the sorted list of (protocol, reason) of IPv4 drops since `start`."""
+        if not self.available:
+            return []
+        with open(f"{TRACING}/events/skb/kfree_skb/enable", "w") as f:
+            f.write("0")
+        events = []
+        with open(f"{TRACING}/trace") as f:
+            for line in f:
+                if "kfree_skb:" not in line or "protocol=2048" not in line:
+                    continue
+                reason = line.rsplit("reason:", 1)[-1].strip()
+                events.append(reason)
+        return sorted(events)

@@ -1,0 +1,141 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""Differential tests of the receive path: echo and the other queries, malformed messages,
+broadcast/multicast rules and the echo sysctls. Built-in C vs rust_icmp, same boot."""
+
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+
+from difftest import Scenario, run_differential  # noqa: E402
+from icmptest import (Ktap, checksum, echo, icmp, ipv4, pattern, require_vm,  # noqa: E402
+                      sh, sysctl)
+
+# Offsets in a reply without IP options (IHL 5).
+ICMP_CSUM = (22, 24)
+TS_RECV_XMIT = (32, 40)
+
+
+def replies(n, type_=0):
+    """Sanity check: the C run sent `n` packets, the first of ICMP type `type_`."""
+    def check(r):
+        if len(r.raw_packets) != n:
+            return f"expected {n} packets from the dut, got {len(r.raw_packets)}"
+        first = r.raw_packets[0] if n else b""
+        if n and first[(first[0] & 15) * 4] != type_:
+            return f"expected ICMP type {type_}, got {first[(first[0] & 15) * 4]}"
+        return None
+    return check
+
+
+def no_reply(r):
+    return f"expected no packet from the dut, got {len(r.raw_packets)}" if r.raw_packets else None
+
+
+def ping(size, seq=1):
+    def action(t, send):
+        send.icmp(t.DUT_ADDR, echo(0x4d2, seq, pattern(size)))
+    return action
+
+
+def set_dut(name, value):
+    def setup(t):
+        sysctl(t.DUT, name, value)
+    return setup
+
+
+def raw_ip(build):
+    """Sends a hand-built IPv4 packet from the peer to the dut."""
+    def action(t, send):
+        send.ip(build(t))
+    return action
+
+
+RECORD_ROUTE = bytes([7, 11, 4]) + bytes(8) + b"\0"   # RR with room for two addresses, EOL
+
+
+def scenarios():
+    s = []
+    # Echo with the payload sizes of `ping -s`: 0, 56, the largest unfragmented on a 1500
+    # MTU, fragmented, and the largest an IPv4 datagram can carry.
+    for size in (0, 56, 1472, 8000, 65000):
+        fragments = -(-(size + 8) // 1480)   # 1480 bytes of IP payload per fragment
+        s.append(Scenario(f"echo_{size}", ping(size), sanity=replies(fragments)))
+    s.append(Scenario("echo_burst_32", lambda t, send: [
+        send.icmp(t.DUT_ADDR, echo(0x99, seq, pattern(64))) for seq in range(32)],
+        sanity=replies(32)))
+    s.append(Scenario("echo_ignore_all", ping(56),
+                      setup=set_dut("net.ipv4.icmp_echo_ignore_all", 1), sanity=no_reply))
+    s.append(Scenario("echo_record_route", lambda t, send: send.icmp(
+        t.DUT_ADDR, echo(7, 7, pattern(24)), options=RECORD_ROUTE), sanity=replies(1)))
+
+    # Broadcast and multicast destinations (RFC 1122 3.2.2.6, 3.2.2.8).
+    def bcast(t, send):
+        send.icmp(t.BCAST, echo(1, 1, pattern(32)))
+    s.append(Scenario("echo_broadcast_ignored", bcast,
+                      setup=set_dut("net.ipv4.icmp_echo_ignore_broadcasts", 1), sanity=no_reply))
+    s.append(Scenario("echo_broadcast_answered", bcast,
+                      setup=set_dut("net.ipv4.icmp_echo_ignore_broadcasts", 0),
+                      sanity=replies(1)))
+
+    def mcast_setup(ignore):
+        def setup(t):
+            sh(f"ip -n {t.PEER} route add 224.0.0.0/4 dev veth0")
+            sysctl(t.DUT, "net.ipv4.icmp_echo_ignore_broadcasts", ignore)
+        return setup
+
+    def mcast(t, send):
+        send.icmp("224.0.0.1", echo(2, 2, pattern(32)), ttl=1)
+    s.append(Scenario("echo_multicast_ignored", mcast, setup=mcast_setup(1), sanity=no_reply))
+    s.append(Scenario("echo_multicast_answered", mcast, setup=mcast_setup(0),
+                      sanity=replies(1)))
+    s.append(Scenario("timestamp_broadcast_ignored", lambda t, send: send.icmp(
+        t.BCAST, icmp(13, 0, struct.pack("!HH", 5, 5), bytes(12))),
+        setup=set_dut("net.ipv4.icmp_echo_ignore_broadcasts", 1), sanity=no_reply))
+    s.append(Scenario("info_request_broadcast", lambda t, send: send.icmp(
+        t.BCAST, icmp(15, 0, struct.pack("!HH", 5, 5))),
+        setup=set_dut("net.ipv4.icmp_echo_ignore_broadcasts", 0), sanity=no_reply))
+    s.append(Scenario("address_mask_broadcast", lambda t, send: send.icmp(
+        t.BCAST, icmp(17, 0, struct.pack("!HH", 5, 5), bytes(4))), sanity=no_reply))
+
+    # Timestamps: the reply carries our clock, masked (with the checksum it changes).
+    s.append(Scenario("timestamp", lambda t, send: send.icmp(
+        t.DUT_ADDR, icmp(13, 0, struct.pack("!HH", 0x77, 1), struct.pack("!III", 1000, 0, 0))),
+        mask=(ICMP_CSUM, TS_RECV_XMIT), sanity=replies(1, type_=14)))
+    s.append(Scenario("timestamp_short", lambda t, send: send.icmp(
+        t.DUT_ADDR, icmp(13, 0, struct.pack("!HH", 0x77, 2), b"\x01\x02")), sanity=no_reply))
+
+    # Types the host takes in silently, and echo replies nobody waits for.
+    for type_ in (1, 2, 6, 7, 9, 10, 14, 15, 16, 17, 18):
+        s.append(Scenario(f"discard_type_{type_}", lambda t, send, ty=type_: send.icmp(
+            t.DUT_ADDR, icmp(ty, 0, struct.pack("!HH", 9, 9), pattern(12))), sanity=no_reply))
+    s.append(Scenario("echo_reply_no_socket", lambda t, send: send.icmp(
+        t.DUT_ADDR, echo(0x4321, 1, pattern(8), type_=0)), sanity=no_reply))
+
+    # Malformed messages.
+    s.append(Scenario("bad_checksum", lambda t, send: send.icmp(
+        t.DUT_ADDR, icmp(8, 0, struct.pack("!HH", 1, 1), pattern(16), csum=0xdead)),
+        sanity=no_reply))
+    s.append(Scenario("truncated_header", raw_ip(lambda t: ipv4(
+        t.PEER_ADDR, t.DUT_ADDR, 1, bytes([8, 0]) + struct.pack("!H", checksum(bytes([8, 0]))))),
+        sanity=no_reply))
+    s.append(Scenario("empty_icmp", raw_ip(lambda t: ipv4(t.PEER_ADDR, t.DUT_ADDR, 1, b"")),
+                      sanity=no_reply))
+    s.append(Scenario("unknown_type_44", lambda t, send: send.icmp(
+        t.DUT_ADDR, icmp(44, 0, bytes(4), pattern(8))), sanity=no_reply))
+    s.append(Scenario("unknown_type_255", lambda t, send: send.icmp(
+        t.DUT_ADDR, icmp(255, 3, bytes(4))), sanity=no_reply))
+    return s
+
+
+def main():
+    require_vm("rcv_echo")
+    ktap = Ktap("rcv_echo: receive path, built-in C vs rust_icmp")
+    run_differential(ktap, scenarios())
+    ktap.finish()
+
+
+if __name__ == "__main__":
+    main()

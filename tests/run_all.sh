@@ -1,0 +1,60 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Runs rust_icmp's tests in the VM (make check: qemu/run tests/run_all.sh).
+#
+#   tests/run_all.sh [TEST...]     default: every test listed below
+#
+# Prints one KTAP stream: each test's own output nested as "# " lines, then "ok N test" or
+# "not ok N test". After every test the kernel log is scanned for splats (WARN, BUG, oops,
+# Rust panics, lockdep, RCU, KASAN/UBSAN reports); one fails the test. The last line sums
+# the test cases of all tests: "N passed, N failed[, N skipped]".
+set -u
+. "$(dirname "$0")/lib.sh"
+require_vm run_all.sh
+
+# The order matters only for reading the log: the cheapest tests first.
+TESTS=(module.sh rcv_echo.py)
+(($#)) && TESTS=("$@")
+
+SPLATS='WARNING:|BUG:|Oops|Kernel panic|panicked at|general protection fault|KASAN|UBSAN'
+SPLATS+='|possible circular locking|suspicious RCU usage|rcu_sched self-detected|refcount_t:'
+SPLATS+='|sleeping function called from invalid context|kmemleak|list_add corruption'
+
+echo "TAP version 13"
+echo "1..${#TESTS[@]}"
+pass=0 fail=0 skip=0 n=0 bad=0
+for t in "${TESTS[@]}"; do
+	n=$((n + 1))
+	dmesg -C
+	start=$SECONDS
+	out=$("$TESTS_DIR/$t" 2>&1)
+	rc=$?
+	secs=$((SECONDS - start))
+	sed 's/^/# /' <<<"$out"
+	last=$(tail -n 1 <<<"$out")
+	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then
+		pass=$((pass + BASH_REMATCH[1])) fail=$((fail + BASH_REMATCH[2]))
+		skip=$((skip + ${BASH_REMATCH[4]:-0}))
+	else
+		fail=$((fail + 1))
+		echo "# $t: no summary line (crashed?)"
+		rc=$KSFT_FAIL
+	fi
+	if splat=$(dmesg | grep -E "$SPLATS"); then
+		echo "# kernel log after $t:"
+		dmesg | sed 's/^/#   /' | tail -n 60
+		echo "# $t: kernel splat: $(head -n 1 <<<"$splat")"
+		fail=$((fail + 1))
+		rc=$KSFT_FAIL
+	fi
+	case $rc in
+	"$KSFT_PASS") echo "ok $n $t # ${secs}s" ;;
+	"$KSFT_SKIP") echo "ok $n $t # SKIP" ;;
+	*) echo "not ok $n $t # ${secs}s"; bad=1 ;;
+	esac
+done
+line="$pass passed, $fail failed"
+((skip)) && line+=", $skip skipped"
+echo "$line"
+((bad)) && exit $KSFT_FAIL
+exit $KSFT_PASS
