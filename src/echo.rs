@@ -13,6 +13,7 @@ use kernel::net::{
 };
 
 use crate::{
+    probe,
     rcv::Ctx,
     reply::{icmp_reply, IcmpBxm, IcmpBxmData},
     stats,
@@ -20,7 +21,8 @@ use crate::{
 use kernel::net::ipv4::icmp::IcmpMib;
 
 /// `icmp_echo`: answers an echo request with an echo reply carrying the same identifier,
-/// sequence number and data (RFC 792; RFC 1122 3.2.2.6), unless
+/// sequence number and data (RFC 792; RFC 1122 3.2.2.6), and an extended echo request
+/// (RFC 8335 PROBE) with the state of the interface it names, unless
 /// `net.ipv4.icmp_echo_ignore_all` is set.
 pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
     // Should there be an ICMP stat for ignored echos? C has none.
@@ -32,9 +34,7 @@ pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReaso
     };
     if icmph.type_ == ICMP_ECHO {
         icmph.type_ = ICMP_ECHOREPLY;
-    } else {
-        // ICMP_EXT_ECHO (RFC 8335 PROBE) is still handed to the built-in handler before it
-        // gets here (see `rcv::delegated`).
+    } else if !probe::icmp_build_probe(skb, &mut icmph) {
         return Ok(());
     }
     let skb = &*skb;

@@ -2,7 +2,6 @@
 
 //! Receiving ICMP messages (icmp.c: `icmp_rcv`, `icmp_pointers[]`, `icmp_discard`).
 
-use core::fmt;
 use kernel::{
     net::{
         ipv4::{
@@ -20,7 +19,7 @@ use kernel::{
     sync::rcu,
 };
 
-use crate::{echo, stats, Icmp};
+use crate::{echo, stats, unreach, Icmp};
 
 /// What every handler gets besides the packet: the protocol state and the namespace the
 /// packet arrived in (C handlers recompute `net` from the skb's route each time).
@@ -34,37 +33,37 @@ type Handler = fn(&Ctx<'_>, &mut SkBuff) -> Result<(), DropReason>;
 
 /// `struct icmp_control`: an entry of [`ICMP_POINTERS`].
 pub(crate) struct IcmpControl {
-    /// The handler, or `None` while the type is still handed to the built-in code.
-    handler: Option<Handler>,
+    /// The handler.
+    handler: Handler,
     /// The type is an error message (ICMP must never answer an error with an error).
     error: bool,
 }
 
-const fn entry(handler: Option<Handler>, error: bool) -> IcmpControl {
+const fn entry(handler: Handler, error: bool) -> IcmpControl {
     IcmpControl { handler, error }
 }
 
 /// `icmp_pointers[]`: how each type 0..=18 is handled (icmp.c's table, same order).
 pub(crate) static ICMP_POINTERS: [IcmpControl; NR_ICMP_TYPES as usize + 1] = [
-    /* ICMP_ECHOREPLY */ entry(Some(ping_rcv), false),
-    /* 1 */ entry(Some(icmp_discard), true),
-    /* 2 */ entry(Some(icmp_discard), true),
-    /* ICMP_DEST_UNREACH */ entry(None, true),
-    /* ICMP_SOURCE_QUENCH */ entry(None, true),
-    /* ICMP_REDIRECT */ entry(None, true),
-    /* 6 */ entry(Some(icmp_discard), true),
-    /* 7 */ entry(Some(icmp_discard), true),
-    /* ICMP_ECHO */ entry(Some(echo::icmp_echo), false),
-    /* 9 */ entry(Some(icmp_discard), true),
-    /* 10 */ entry(Some(icmp_discard), true),
-    /* ICMP_TIME_EXCEEDED */ entry(None, true),
-    /* ICMP_PARAMETERPROB */ entry(None, true),
-    /* ICMP_TIMESTAMP */ entry(Some(echo::icmp_timestamp), false),
-    /* ICMP_TIMESTAMPREPLY */ entry(Some(icmp_discard), false),
-    /* ICMP_INFO_REQUEST */ entry(Some(icmp_discard), false),
-    /* ICMP_INFO_REPLY */ entry(Some(icmp_discard), false),
-    /* ICMP_ADDRESS */ entry(Some(icmp_discard), false),
-    /* ICMP_ADDRESSREPLY */ entry(Some(icmp_discard), false),
+    /* ICMP_ECHOREPLY */ entry(ping_rcv, false),
+    /* 1 */ entry(icmp_discard, true),
+    /* 2 */ entry(icmp_discard, true),
+    /* ICMP_DEST_UNREACH */ entry(unreach::icmp_unreach, true),
+    /* ICMP_SOURCE_QUENCH */ entry(unreach::icmp_unreach, true),
+    /* ICMP_REDIRECT */ entry(unreach::icmp_redirect, true),
+    /* 6 */ entry(icmp_discard, true),
+    /* 7 */ entry(icmp_discard, true),
+    /* ICMP_ECHO */ entry(echo::icmp_echo, false),
+    /* 9 */ entry(icmp_discard, true),
+    /* 10 */ entry(icmp_discard, true),
+    /* ICMP_TIME_EXCEEDED */ entry(unreach::icmp_unreach, true),
+    /* ICMP_PARAMETERPROB */ entry(unreach::icmp_unreach, true),
+    /* ICMP_TIMESTAMP */ entry(echo::icmp_timestamp, false),
+    /* ICMP_TIMESTAMPREPLY */ entry(icmp_discard, false),
+    /* ICMP_INFO_REQUEST */ entry(icmp_discard, false),
+    /* ICMP_INFO_REPLY */ entry(icmp_discard, false),
+    /* ICMP_ADDRESS */ entry(icmp_discard, false),
+    /* ICMP_ADDRESSREPLY */ entry(icmp_discard, false),
 ];
 
 /// `icmp_pointers[type].error` for any type (types above 18 are not errors).
@@ -72,32 +71,6 @@ pub(crate) fn icmp_pointers_error(type_: u8) -> bool {
     ICMP_POINTERS
         .get(usize::from(type_))
         .is_some_and(|c| c.error)
-}
-
-/// Whether packets of `type_` still go to the built-in handler: table entries without a Rust
-/// handler, and RFC 8335 PROBE requests.
-pub(crate) fn delegated(type_: u8) -> bool {
-    match ICMP_POINTERS.get(usize::from(type_)) {
-        Some(c) => c.handler.is_none(),
-        None => type_ == ICMP_EXT_ECHO,
-    }
-}
-
-/// Formats the list of delegated types, for the log.
-pub(crate) struct DelegatedTypes;
-
-impl fmt::Display for DelegatedTypes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for t in (0..=u8::MAX).filter(|t| delegated(*t)) {
-            write!(f, "{}{t}", if first { "" } else { " " })?;
-            first = false;
-        }
-        if first {
-            f.write_str("none")?;
-        }
-        Ok(())
-    }
 }
 
 /// `icmp_discard`: types the host accepts and ignores (address mask, information,
@@ -113,12 +86,6 @@ fn ping_rcv(_ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
     icmp::ping_rcv(skb)
 }
 
-/// The ICMP type of a packet, read without changing the packet.
-fn peek_type(skb: &SkBuff) -> Option<u8> {
-    let mut b = [0u8; 1];
-    skb.header_pointer(0, &mut b).map(|t| t[0])
-}
-
 /// `icmp_rcv`: the entry point for every ICMP message delivered to this host.
 pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff) -> i32 {
     let rcu = rcu::read_lock();
@@ -130,11 +97,6 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff) -> i32 {
         skb.drop_reason(DropReason::NOT_SPECIFIED);
         return NET_RX_DROP;
     };
-
-    if let Some(t) = peek_type(&skb).filter(|t| delegated(*t)) {
-        stats::count_delegated(icmp, net, t);
-        return icmp.builtin.handler(skb);
-    }
 
     let ctx = Ctx { icmp, net };
     match icmp_rcv_reason(&ctx, &mut skb, rt_flags) {
@@ -210,9 +172,5 @@ fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<(),
         }
     }
 
-    match control.handler {
-        Some(handler) => handler(ctx, skb),
-        // Delegated types were handed over before anything was counted.
-        None => Err(DropReason::NOT_SPECIFIED),
-    }
+    (control.handler)(ctx, skb)
 }

@@ -10,12 +10,11 @@
 //! |-----------------|-------------------------------------------------------------------|
 //! | `rcv.rs`        | `icmp_rcv`, `icmp_pointers[]`, `icmp_discard`                     |
 //! | `echo.rs`       | `icmp_echo`, `icmp_timestamp`                                     |
+//! | `probe.rs`      | `icmp_build_probe` (RFC 8335 PROBE)                               |
+//! | `unreach.rs`    | `icmp_unreach`, `icmp_tag_validation`, `icmp_socket_deliver`, `icmp_redirect`, `icmp_err` |
 //! | `reply.rs`      | `struct icmp_bxm`, `icmp_reply`, `icmp_push_reply`, `icmp_glue_bits` |
 //! | `ratelimit.rs`  | `icmp_global_allow/consume`, `icmpv4_mask_allow`, `icmpv4_global_allow`, `icmpv4_xrlim_allow` |
 //! | `stats.rs`      | the MIB updates, mirrored in this module's own counters           |
-//!
-//! Types not yet ported are handed, untouched, to the built-in handler (see
-//! [`rcv::delegated`]); the module's counters and log say which.
 
 use kernel::{
     net::{
@@ -31,10 +30,12 @@ use kernel::{
 };
 
 mod echo;
+mod probe;
 mod ratelimit;
 mod rcv;
 mod reply;
 mod stats;
+mod unreach;
 
 module! {
     type: RustIcmp,
@@ -45,11 +46,8 @@ module! {
 }
 
 /// The protocol: what the C code keeps in globals (the per-CPU control sockets,
-/// `ipv4_icmp_sk`) plus this module's counters and the built-in handler it replaced.
+/// `ipv4_icmp_sk`) plus this module's counters.
 pub(crate) struct Icmp {
-    /// The kernel's own `icmp_protocol`, restored on unload; still used for the types not
-    /// ported yet.
-    builtin: BuiltinProtocol,
     /// `ipv4_icmp_sk`: one raw socket per CPU for sending replies and errors.
     socks: CtlSockets,
     /// This module's counters, one set per network namespace (`/proc/net/rust_icmp`).
@@ -70,11 +68,7 @@ impl InetProtocol for Icmp {
     }
 
     fn err_handler(&self, skb: &mut SkBuff, info: u32) -> Result {
-        // `icmp_err` (errors about ICMP messages this host sent) is not ported yet.
-        match self.builtin.err_handler(skb, info) {
-            0 => Ok(()),
-            e => Err(Error::from_errno(e)),
-        }
+        unreach::icmp_err(self, skb, info)
     }
 }
 
@@ -101,18 +95,11 @@ impl kernel::Module for RustIcmp {
         .inspect_err(|e| pr_err!("cannot create the ICMP control sockets ({:?})\n", e))?;
         let stats = KBox::pin_init(namespace::Registration::new(), GFP_KERNEL)
             .inspect_err(|e| pr_err!("cannot register per-namespace counters ({:?})\n", e))?;
-        let icmp = Icmp {
-            builtin,
-            socks,
-            stats,
-        };
+        let icmp = Icmp { socks, stats };
         let icmp = KBox::pin_init(Registration::new(icmp, builtin), GFP_KERNEL).inspect_err(|e| {
             pr_err!("inet_protos[IPPROTO_ICMP] changed while loading ({:?})\n", e)
         })?;
-        pr_info!(
-            "IPPROTO_ICMP taken over; types handed to the built-in handler: {}\n",
-            rcv::DelegatedTypes
-        );
+        pr_info!("IPPROTO_ICMP taken over\n");
         Ok(RustIcmp { _icmp: icmp })
     }
 }

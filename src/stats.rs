@@ -6,9 +6,8 @@
 //! `/proc/net/rust_icmp` (one per network namespace) prints the module's counters under the
 //! names `nstat` gives the MIB (`IcmpInMsgs`, `IcmpMsgInType8`, ...), so the deltas of
 //! `nstat` and of this file can be compared line by line: each line counts the events of
-//! that MIB counter that Rust code caused. Lines starting `RustIcmp` have no MIB twin:
-//! drops by reason (`RustIcmpDrop_<REASON>`) and packets handed to the built-in handler
-//! (`RustIcmpDelegatedInType<N>`).
+//! that MIB counter that Rust code caused. Lines starting `RustIcmp` have no MIB twin: drops
+//! by `icmp_rcv` per reason (`RustIcmpDrop_<REASON>`).
 
 use core::{
     fmt::Write,
@@ -48,7 +47,6 @@ pub(crate) struct Counters {
     in_type: [AtomicU64; 256],
     out_type: [AtomicU64; 256],
     drops: [AtomicU64; DROP_SLOTS],
-    delegated: [AtomicU64; 256],
 }
 
 fn bump(c: &AtomicU64) {
@@ -106,12 +104,6 @@ impl PernetData for NetStats {
                 _ => writeln!(m, "RustIcmpDrop_OTHER {n}")?,
             }
         }
-        for t in 0..256 {
-            let n = sum(&|c| &c.delegated[t]);
-            if n != 0 {
-                writeln!(m, "RustIcmpDelegatedInType{t} {n}")?;
-            }
-        }
         Ok(())
     }
 }
@@ -160,12 +152,5 @@ pub(crate) fn count_drop(icmp: &crate::Icmp, net: &Net, reason: DropReason) {
     if let Some(c) = of(icmp, net) {
         let r = (reason.to_raw() as usize).min(DROP_SLOTS - 1);
         bump(&c.drops[r]);
-    }
-}
-
-/// Counts a packet handed to the built-in handler.
-pub(crate) fn count_delegated(icmp: &crate::Icmp, net: &Net, type_: u8) {
-    if let Some(c) = of(icmp, net) {
-        bump(&c.delegated[usize::from(type_)]);
     }
 }

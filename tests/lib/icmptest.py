@@ -148,6 +148,11 @@ class Topology:
 
     PEER, DUT = "peer", "dut"
     PEER_ADDR, DUT_ADDR, BCAST = "10.0.1.1", "10.0.1.2", "10.0.1.255"
+    PEER_CAPTURE_DEV = "veth0"
+    # An address on the link that nobody has: the dut's neighbour entry sends it to the
+    # peer's MAC, whose stack drops it silently (not local, no forwarding), so the peer can
+    # answer for it with crafted ICMP errors.
+    GHOST = "10.0.1.77"
 
     MACS = {PEER: "02:00:00:00:01:01", DUT: "02:00:00:00:01:02"}
 
@@ -185,7 +190,11 @@ class Topology:
                  self.DUT: (self.PEER_ADDR, self.MACS[self.PEER])}.get(ns)
         if not other:
             return []
-        return [f"neigh replace {other[0]} lladdr {other[1]} dev veth0 nud permanent"]
+        cmds = [f"neigh replace {other[0]} lladdr {other[1]} dev veth0 nud permanent"]
+        if ns == self.DUT:
+            cmds.append(f"neigh replace {self.GHOST} lladdr {self.MACS[self.PEER]} dev veth0 "
+                        "nud permanent")
+        return cmds
 
     def __exit__(self, *exc):
         sh("ip -batch -", check=False,
@@ -269,11 +278,11 @@ ETH_P_ALL, ETH_P_IP, PACKET_OUTGOING = 0x0003, 0x0800, 4
 
 class Capture:
     """IPv4 packets arriving at `ifname` in `ns` (what the other end sent), from an
-    AF_PACKET socket opened now."""
+    AF_PACKET socket opened now. Packets start at the IP header whatever the link type."""
 
     def __init__(self, ns, ifname="veth0"):
         with InNetns(ns):
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
             self.sock.bind((ifname, 0))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         self.sock.setblocking(False)
@@ -288,8 +297,24 @@ class Capture:
                 return got
             if addr[2] == PACKET_OUTGOING or addr[1] != ETH_P_IP:
                 continue
-            self.packets.append(data[14:])
+            self.packets.append(data)
             got += 1
+
+    def wait_for(self, pred, timeout=3.0):
+        """The first packet captured so far, or arriving within `timeout`, that satisfies
+        `pred` (for quoting a packet of the dut in a crafted error)."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            self._drain()
+            for p in self.packets[seen:]:
+                if pred(p):
+                    return p
+            seen = len(self.packets)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("expected packet not captured")
+            select.select([self.sock], [], [], min(left, 0.05))
 
     def settle(self, quiet=0.3, limit=5.0):
         """Collects until nothing arrived for `quiet` seconds (at most `limit`)."""
@@ -306,6 +331,53 @@ class Capture:
 
     def close(self):
         self.sock.close()
+
+
+def ip_payload(pkt):
+    """The bytes after the IP header."""
+    return pkt[(pkt[0] & 15) * 4:]
+
+
+def quote(pkt, limit=548):
+    """What an ICMP error quotes of `pkt`: as much as fits a 576-byte error, like Linux."""
+    return pkt[:limit]
+
+
+IP_RECVERR, IP_MTU_DISCOVER, IP_MTU, IP_PMTUDISC_DO = 11, 10, 14, 2
+SO_EE_ORIGIN = {0: "none", 1: "local", 2: "icmp", 3: "icmp6"}
+
+
+def errqueue(sock):
+    """Everything queued on `sock`'s error queue (IP_RECVERR), as readable tuples:
+    (errno name, origin, type, code, info, offender address, bytes of the quoted payload)."""
+    out = []
+    while True:
+        try:
+            data, anc, _flags, _addr = sock.recvmsg(2048, 1024, socket.MSG_ERRQUEUE |
+                                                    socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            break
+        for level, ctype, cdata in anc:
+            if level != socket.IPPROTO_IP or ctype != IP_RECVERR or len(cdata) < 16:
+                continue
+            ee_errno, origin, type_, code, _pad, info, _data = struct.unpack("=IBBBBII",
+                                                                            cdata[:16])
+            offender = socket.inet_ntoa(cdata[20:24]) if len(cdata) >= 24 else ""
+            out.append((errno.errorcode.get(ee_errno, ee_errno), SO_EE_ORIGIN.get(origin, origin),
+                        type_, code, info, offender, len(data)))
+    return out
+
+
+def so_error(sock):
+    e = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    return errno.errorcode.get(e, e) if e else 0
+
+
+def route_get(ns, dst):
+    """`ip route get DST` in `ns`, with the seconds to expiry masked."""
+    import re
+    out = sh(f"ip -n {ns} route get {dst}", check=False).strip()
+    return re.sub(r"expires \d+sec", "expires Nsec", " ".join(out.split()))
 
 
 def mask_ipv4(pkt, extra=()):

@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! ICMP errors the host receives (icmp.c: `icmp_unreach`, `icmp_tag_validation`,
+//! `icmp_socket_deliver`, `icmp_redirect`, `icmp_err`).
+//!
+//! An error quotes the IP header and the first bytes of the packet it is about. It is handed
+//! to the raw sockets of that packet's protocol and to the protocol's `err_handler` (UDP,
+//! TCP, ping, tunnels, ... and ICMP itself, [`icmp_err`]), which find the socket, report the
+//! error (`IP_RECVERR`) and update the route cache (path MTU, redirects).
+
+use kernel::{
+    c_str,
+    net::{
+        ipv4::{
+            icmp::{
+                self, inet_addr_type_dev_table, net_ratelimit, IcmpMib, ICMP_DEST_UNREACH,
+                ICMP_ECHOREPLY, ICMP_EXC_FRAGTIME, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH,
+                ICMP_NET_UNREACH, ICMP_PARAMETERPROB, ICMP_PORT_UNREACH, ICMP_PROT_UNREACH,
+                ICMP_REDIRECT, ICMP_SR_FAILED, ICMP_TIME_EXCEEDED, NR_ICMP_UNREACH,
+                RTN_BROADCAST,
+            },
+            IcmpHdr, IpHdr, IPPROTO_ICMP, IPPROTO_RAW,
+        },
+        namespace::Net,
+        protocol,
+        skb::{DropReason, SkBuff},
+    },
+    prelude::*,
+    sync::rcu,
+};
+
+use crate::{rcv::Ctx, stats, Icmp};
+
+/// `icmp_socket_deliver`: passes an error to the raw sockets and the `err_handler` of the
+/// protocol of the quoted packet (`skb->data` at its IP header).
+fn icmp_socket_deliver(ctx: &Ctx<'_>, skb: &mut SkBuff, info: u32) {
+    // The caller made the fixed IP header linear.
+    let Some(iph) = IpHdr::from_bytes(skb.data()) else {
+        return;
+    };
+    let protocol = iph.protocol();
+
+    // Checkin full IP header plus 8 bytes of protocol to avoid additional coding at protocol
+    // handlers. IPPROTO_RAW sockets are not supposed to receive anything.
+    if !skb.may_pull(iph.header_len() as u32 + 8) || protocol == IPPROTO_RAW {
+        stats::icmp_inc_stats(ctx.icmp, ctx.net, IcmpMib::InErrors);
+        return;
+    }
+
+    icmp::raw_icmp_error(skb, protocol, info);
+
+    let rcu = rcu::read_lock();
+    protocol::deliver_err(protocol, skb, info, &rcu);
+}
+
+/// `icmp_tag_validation`: whether the quoted packet's protocol validates ICMP errors
+/// strictly enough that `ip_no_pmtu_disc = 3` may trust the MTU of a "fragmentation needed".
+fn icmp_tag_validation(protocol: u8) -> bool {
+    let rcu = rcu::read_lock();
+    protocol::icmp_strict_tag_validation(protocol, &rcu)
+}
+
+/// `icmp_unreach`: handles destination unreachable, source quench, time exceeded and
+/// parameter problem.
+pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
+    let net = ctx.net;
+    let out_err = |reason| {
+        stats::icmp_inc_stats(ctx.icmp, net, IcmpMib::InErrors);
+        Err(reason)
+    };
+
+    // Incomplete header? Only checks for the IP header; upper levels check longer headers.
+    if !skb.may_pull(IpHdr::LEN as u32) {
+        return out_err(DropReason::NOT_SPECIFIED);
+    }
+    let (Some(icmph), Some(iph)) = (skb.icmp_hdr(), IpHdr::from_bytes(skb.data())) else {
+        return out_err(DropReason::NOT_SPECIFIED);
+    };
+    if iph.ihl() < 5 {
+        // Mangled header, drop.
+        return out_err(DropReason::IP_INHDR);
+    }
+
+    let mut info = 0u32;
+    match icmph.type_ {
+        ICMP_DEST_UNREACH => {
+            match icmph.code & 15 {
+                ICMP_NET_UNREACH | ICMP_HOST_UNREACH | ICMP_PROT_UNREACH | ICMP_PORT_UNREACH => {}
+                ICMP_FRAG_NEEDED => {
+                    // For the values of ip_no_pmtu_disc see
+                    // Documentation/networking/ip-sysctl.rst.
+                    match net.sysctl_ip_no_pmtu_disc() {
+                        0 => info = icmph.frag_mtu().to_host().into(),
+                        2 => return Ok(()),
+                        3 => {
+                            if !icmp_tag_validation(iph.protocol()) {
+                                return Ok(());
+                            }
+                            info = icmph.frag_mtu().to_host().into();
+                        }
+                        _ => {
+                            pr_debug!("{}: fragmentation needed and DF set\n", iph.daddr());
+                        }
+                    }
+                }
+                ICMP_SR_FAILED => {
+                    pr_debug!("{}: Source Route Failed\n", iph.daddr());
+                }
+                _ => {}
+            }
+            if icmph.code > NR_ICMP_UNREACH {
+                return Ok(());
+            }
+        }
+        ICMP_PARAMETERPROB => info = icmph.gateway().to_host() >> 24,
+        ICMP_TIME_EXCEEDED => {
+            stats::icmp_inc_stats(ctx.icmp, net, IcmpMib::InTimeExcds);
+            if icmph.code == ICMP_EXC_FRAGTIME {
+                return Ok(());
+            }
+        }
+        _ => {}
+    }
+
+    // RFC 1122: 3.2.2 MUST extract the protocol ID from the passed header.
+    // RFC 1122: 3.2.2.1 MUST pass ICMP unreach messages to the transport layer.
+    // RFC 1122: 3.2.2.2 MUST pass ICMP time expired messages to transport layer.
+    //
+    // Check the other end isn't violating RFC 1122: some routers send bogus responses to
+    // broadcast frames. If you see this message first check your netmask matches at both
+    // ends, if it does then get the other vendor to fix their kit.
+    if net.sysctl_icmp_ignore_bogus_error_responses() == 0 {
+        let rcu = rcu::read_lock();
+        let dev = skb.dev(&rcu);
+        if inet_addr_type_dev_table(net, dev, iph.daddr()) == RTN_BROADCAST {
+            if net_ratelimit() {
+                let outer_src = skb.ip_hdr().map(|h| h.saddr()).unwrap_or_default();
+                pr_warn!(
+                    "{} sent an invalid ICMP type {}, code {} error to a broadcast: {} on {}\n",
+                    outer_src,
+                    icmph.type_,
+                    icmph.code,
+                    iph.daddr(),
+                    dev.map_or(c_str!("?"), |d| d.name())
+                );
+            }
+            return Ok(());
+        }
+    }
+
+    icmp_socket_deliver(ctx, skb, info);
+    Ok(())
+}
+
+/// `icmp_redirect`: hands a redirect to the protocol of the quoted packet, whose error
+/// handler applies it to the route cache (`ipv4_redirect`, subject to the accept_redirects,
+/// secure_redirects and shared_media settings).
+pub(crate) fn icmp_redirect(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
+    if skb.len() < IpHdr::LEN as u32 {
+        stats::icmp_inc_stats(ctx.icmp, ctx.net, IcmpMib::InErrors);
+        return Err(DropReason::PKT_TOO_SMALL);
+    }
+    if !skb.may_pull(IpHdr::LEN as u32) {
+        // There ought to be a stat.
+        return Err(DropReason::NOMEM);
+    }
+    let gateway = skb.icmp_hdr().map_or(0, |h| h.gateway().to_host());
+    icmp_socket_deliver(ctx, skb, gateway);
+    Ok(())
+}
+
+/// `icmp_err`: the `err_handler` of ICMP itself, for errors about ICMP messages this host
+/// sent. Errors about echo requests go to the ping socket that sent them (`ping_err`); for
+/// an echo reply the kernel sent, a "fragmentation needed" updates the path MTU and a
+/// redirect the route, as for any other protocol.
+pub(crate) fn icmp_err(_icmp: &Icmp, skb: &mut SkBuff, info: u32) -> Result {
+    let data = skb.data();
+    let Some(iph) = IpHdr::from_bytes(data) else {
+        return Ok(());
+    };
+    let offset = iph.header_len();
+    // The caller (icmp_socket_deliver) made the IP header and 8 bytes after it linear.
+    let Some(inner) = data.get(offset..).and_then(IcmpHdr::from_bytes) else {
+        return Ok(());
+    };
+    let Some(outer) = skb.icmp_hdr() else {
+        return Ok(());
+    };
+
+    // Use ping_err to handle all icmp errors except those triggered by ICMP_ECHOREPLY which
+    // are sent from the kernel.
+    if inner.type_ != ICMP_ECHOREPLY {
+        icmp::ping_err(skb, offset, info);
+        return Ok(());
+    }
+
+    let rcu = rcu::read_lock();
+    let Some(net) = skb.dev(&rcu).map(|dev| dev.net(&rcu)) else {
+        return Ok(());
+    };
+    let net: &Net = net;
+    if outer.type_ == ICMP_DEST_UNREACH && outer.code == ICMP_FRAG_NEEDED {
+        icmp::ipv4_update_pmtu(skb, net, info, 0, IPPROTO_ICMP);
+    } else if outer.type_ == ICMP_REDIRECT {
+        icmp::ipv4_redirect(skb, net, 0, IPPROTO_ICMP);
+    }
+    Ok(())
+}

@@ -1,0 +1,266 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""Differential tests of ICMP errors the host receives: delivery to UDP, TCP, ping and raw
+sockets (IP_RECVERR contents, socket errors), path MTU and redirects in the route cache,
+errors about ICMP messages, and malformed errors. Built-in C vs rust_icmp, same boot.
+
+The dut sends a packet to an address on the link that nobody owns (its neighbour entry
+points at the peer, whose stack drops it); the peer captures it and answers with a crafted
+ICMP error quoting it, as a router would."""
+
+import os
+import socket
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+
+from difftest import Scenario, run_differential  # noqa: E402
+from icmptest import (IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_RECVERR, InNetns,  # noqa: E402
+                      Ktap, echo, errqueue, icmp, ipv4, mib, pattern, quote, require_vm,
+                      route_get, sh, so_error, sysctl)
+
+
+def dut_socket(t, type_, proto=0, recverr=True):
+    with InNetns(t.DUT):
+        s = socket.socket(socket.AF_INET, type_, proto)
+    if recverr:
+        s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+    t.keep.append(s)
+    return s
+
+
+def delivered(t, before, n=1, timeout=3.0):
+    """Waits until the dut's IP layer delivered `n` more packets (IpInDelivers is counted
+    after the protocol handler returned, so the error has reached the sockets)."""
+    deadline = time.monotonic() + timeout
+    while mib(t.DUT)["IpInDelivers"] - before < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def answer(t, send, pkt, type_, code, rest=b"\0\0\0\0", body=None):
+    """Sends the dut an ICMP error about `pkt` (or with `body` instead of the quote)."""
+    before = mib(t.DUT)["IpInDelivers"]
+    send.icmp(t.DUT_ADDR, icmp(type_, code, rest, quote(pkt) if body is None else body))
+    delivered(t, before)
+
+
+def udp_error(type_, code, rest=b"\0\0\0\0", size=20, df=False, dst=None, body=None,
+              route=False):
+    """A connected UDP socket of the dut sends a datagram; the peer answers with an error."""
+    def action(t, send):
+        s = dut_socket(t, socket.SOCK_DGRAM)
+        if df:
+            s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+        s.bind((t.DUT_ADDR, 40000))
+        s.connect((dst or t.GHOST, 50000))
+        s.send(pattern(size))
+        pkt = t.cap.wait_for(lambda p: p[9] == 17)
+        answer(t, send, pkt, type_, code, rest, body(pkt) if body else None)
+        t.obs["errqueue"] = errqueue(s)
+        t.obs["so_error"] = so_error(s)
+        if df:
+            try:
+                t.obs["ip_mtu"] = s.getsockopt(socket.IPPROTO_IP, IP_MTU)
+            except OSError as e:
+                t.obs["ip_mtu"] = e.errno
+        if route:
+            t.obs["route"] = route_get(t.DUT, dst or t.GHOST)
+    return action
+
+
+def mtu_rest(mtu):
+    return struct.pack("!HH", 0, mtu)
+
+
+def set_dut(**sysctls):
+    def setup(t):
+        for k, v in sysctls.items():
+            sysctl(t.DUT, "net.ipv4." + k, v)
+    return setup
+
+
+def tcp_connect_error(type_, code, rest=b"\0\0\0\0"):
+    """A non-blocking connect of the dut; the peer answers its SYN with an error."""
+    def action(t, send):
+        s = dut_socket(t, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.bind((t.DUT_ADDR, 40001))
+        t.obs["connect"] = s.connect_ex((t.GHOST, 80))
+        pkt = t.cap.wait_for(lambda p: p[9] == 6)
+        answer(t, send, pkt, type_, code, rest)
+        t.obs["so_error"] = so_error(s)
+        t.obs["errqueue"] = errqueue(s)
+        t.obs["route"] = route_get(t.DUT, t.GHOST)
+    return action
+
+
+def ping_socket_error(type_, code, rest=b"\0\0\0\0"):
+    """An ICMP ("ping") socket of the dut sends an echo request; the peer answers with an
+    error, which reaches the socket through ICMP's own err_handler (icmp_err -> ping_err)."""
+    def action(t, send):
+        s = dut_socket(t, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+        s.bind((t.DUT_ADDR, 0x777))
+        s.sendto(echo(0, 1, pattern(16)), (t.GHOST, 0))
+        pkt = t.cap.wait_for(lambda p: p[9] == 1)
+        answer(t, send, pkt, type_, code, rest)
+        t.obs["errqueue"] = errqueue(s)
+        t.obs["so_error"] = so_error(s)
+    return action
+
+
+def raw_socket_error(proto, type_, code):
+    """A raw socket of the dut sends a packet of protocol `proto`; raw_icmp_error delivers
+    the error to it."""
+    def action(t, send):
+        s = dut_socket(t, socket.SOCK_RAW, proto)
+        s.sendto(pattern(24), (t.GHOST, 0))
+        pkt = t.cap.wait_for(lambda p: p[9] == proto)
+        answer(t, send, pkt, type_, code)
+        t.obs["errqueue"] = errqueue(s)
+    return action
+
+
+def echo_reply_error(type_, code, rest, dst_route):
+    """The dut answers the peer's echo request; the peer sends an error about the reply,
+    handled by icmp_err for messages the kernel sent (PMTU update, redirect)."""
+    def action(t, send):
+        send.icmp(t.DUT_ADDR, echo(0x55, 1, pattern(200)))
+        reply = t.cap.wait_for(lambda p: p[9] == 1 and p[20] == 0)
+        answer(t, send, reply, type_, code, rest)
+        t.obs["route"] = route_get(t.DUT, dst_route)
+    return action
+
+
+REDIRECT_NET = "10.9.0.0/16"
+REDIRECT_DST = "10.9.9.9"
+NEW_GW = "10.0.1.3"
+
+
+def redirect_setup(accept=1, secure=0, shared=1):
+    def setup(t):
+        sh(f"ip -n {t.DUT} route add {REDIRECT_NET} via {t.PEER_ADDR}")
+        sh(f"ip -n {t.DUT} neigh replace {NEW_GW} lladdr 02:00:00:00:01:03 dev veth0 "
+           "nud permanent")
+        for conf in ("all", "veth0"):
+            sysctl(t.DUT, f"net.ipv4.conf.{conf}.accept_redirects", accept)
+            sysctl(t.DUT, f"net.ipv4.conf.{conf}.secure_redirects", secure)
+            sysctl(t.DUT, f"net.ipv4.conf.{conf}.shared_media", shared)
+    return setup
+
+
+def redirect_action(t, send):
+    udp_error(5, 1, socket.inet_aton(NEW_GW), dst=REDIRECT_DST)(t, send)
+    t.obs["route"] = route_get(t.DUT, REDIRECT_DST)
+
+
+def malformed(build):
+    """The peer sends an error whose quoted part is built by `build(t)`."""
+    def action(t, send):
+        before = mib(t.DUT)["IpInDelivers"]
+        send.icmp(t.DUT_ADDR, build(t))
+        delivered(t, before)
+    return action
+
+
+def inner(t, proto=17, ihl=None, dst=None, payload=pattern(8)):
+    return ipv4(t.DUT_ADDR, dst or t.GHOST, proto, payload, ihl=ihl)
+
+
+# A TCP SYN of the dut: its initial sequence number, checksum and timestamp value differ
+# from run to run (offsets from the IP header: seq, checksum, TSval).
+SYN_MASK = ((24, 28), (36, 38), (48, 52))
+
+
+def scenarios():
+    s = []
+    # Every destination unreachable code, and codes past the last (RFC 1812: 0..15).
+    for code in list(range(16)) + [16, 20]:
+        rest = mtu_rest(1400) if code == 4 else b"\0\0\0\0"
+        s.append(Scenario(f"udp_dest_unreach_code_{code}", udp_error(3, code, rest)))
+    s.append(Scenario("udp_source_quench", udp_error(4, 0)))
+    s.append(Scenario("udp_time_exceeded_ttl", udp_error(11, 0)))
+    s.append(Scenario("udp_time_exceeded_fragtime", udp_error(11, 1)))
+    s.append(Scenario("udp_parameter_problem", udp_error(12, 0, bytes([12, 0, 0, 0]))))
+    s.append(Scenario("udp_parameter_problem_code_1", udp_error(12, 1, bytes([5, 0, 0, 0]))))
+
+    # TCP: an error during connect() aborts it (port unreachable is ECONNREFUSED).
+    s.append(Scenario("tcp_connect_port_unreach", tcp_connect_error(3, 3), mask=SYN_MASK))
+    s.append(Scenario("tcp_connect_host_unreach", tcp_connect_error(3, 1), mask=SYN_MASK))
+    s.append(Scenario("tcp_syn_frag_needed", tcp_connect_error(3, 4, mtu_rest(1280)),
+                      mask=SYN_MASK))
+
+    # Ping and raw sockets.
+    # (ip_output counts the echo requests of ping sockets and ICMP raw sockets.)
+    ping_range = set_dut(ping_group_range="0 2147483647")
+    s.append(Scenario("ping_socket_host_unreach", ping_socket_error(3, 1), setup=ping_range,
+                      shared_counts=True))
+    s.append(Scenario("ping_socket_time_exceeded", ping_socket_error(11, 0), setup=ping_range,
+                      shared_counts=True))
+    s.append(Scenario("ping_socket_param_problem", ping_socket_error(12, 0, bytes([8, 0, 0, 0])),
+                      setup=ping_range, shared_counts=True))
+    s.append(Scenario("raw_socket_port_unreach", raw_socket_error(253, 3, 3)))
+    s.append(Scenario("raw_socket_icmp_unreach", raw_socket_error(1, 3, 1), shared_counts=True))
+
+    # Path MTU: the route cache learns the MTU (locked at min_pmtu 552 below it), as
+    # ip_no_pmtu_disc allows.
+    for mode in (0, 1, 2, 3):
+        s.append(Scenario(f"pmtu_1280_no_pmtu_disc_{mode}",
+                          udp_error(3, 4, mtu_rest(1280), size=1400, df=True, route=True),
+                          setup=set_dut(ip_no_pmtu_disc=mode)))
+    s.append(Scenario("pmtu_500_locked_at_min_pmtu",
+                      udp_error(3, 4, mtu_rest(500), size=1400, df=True, route=True)))
+    s.append(Scenario("pmtu_tcp_no_pmtu_disc_3", tcp_connect_error(3, 4, mtu_rest(1280)),
+                      setup=set_dut(ip_no_pmtu_disc=3), mask=SYN_MASK))
+
+    # Redirects (RFC 1122 3.2.2.2), applied by ipv4_redirect as the settings allow.
+    s.append(Scenario("redirect_accepted", redirect_action, setup=redirect_setup()))
+    s.append(Scenario("redirect_refused_accept_redirects_0", redirect_action,
+                      setup=redirect_setup(accept=0)))
+    s.append(Scenario("redirect_refused_secure_redirects", redirect_action,
+                      setup=redirect_setup(secure=1, shared=0)))
+
+    # Errors about ICMP messages the kernel sent (icmp_err).
+    s.append(Scenario("echo_reply_frag_needed", echo_reply_error(3, 4, mtu_rest(576), "10.0.1.1")))
+    s.append(Scenario("echo_reply_redirect", echo_reply_error(5, 1, socket.inet_aton(NEW_GW),
+                                                              "10.0.1.1"),
+                      setup=redirect_setup()))
+
+    # The same for a reply that leaves through a gateway: the redirect is applied.
+    def far_echo_reply(t, send):
+        send.ip(ipv4(REDIRECT_DST, t.DUT_ADDR, 1, echo(0x56, 1, pattern(64))))
+        reply = t.cap.wait_for(lambda p: p[9] == 1 and p[20] == 0)
+        answer(t, send, reply, 5, 1, socket.inet_aton(NEW_GW))
+        t.obs["route"] = route_get(t.DUT, REDIRECT_DST)
+    s.append(Scenario("echo_reply_redirect_via_gateway", far_echo_reply, setup=redirect_setup()))
+
+    # Malformed errors.
+    s.append(Scenario("error_without_inner_header", malformed(lambda t: icmp(3, 3))))
+    s.append(Scenario("error_inner_ihl_4", malformed(
+        lambda t: icmp(3, 3, b"\0\0\0\0", inner(t, ihl=4)))))
+    s.append(Scenario("error_inner_header_only", malformed(
+        lambda t: icmp(3, 3, b"\0\0\0\0", inner(t)[:20]))))
+    s.append(Scenario("error_inner_ipproto_raw", malformed(
+        lambda t: icmp(3, 3, b"\0\0\0\0", inner(t, proto=255)))))
+    # (With the check off, the error reaches UDP, which counts InErrors: no socket.)
+    for bogus in (0, 1):
+        s.append(Scenario(f"error_inner_broadcast_ignore_bogus_{bogus}", malformed(
+            lambda t: icmp(3, 3, b"\0\0\0\0", inner(t, dst=t.BCAST))),
+            setup=set_dut(icmp_ignore_bogus_error_responses=bogus), shared_counts=bool(bogus)))
+    s.append(Scenario("redirect_too_short", malformed(
+        lambda t: icmp(5, 1, socket.inet_aton(NEW_GW), pattern(12)))))
+    s.append(Scenario("redirect_inner_header_only", malformed(
+        lambda t: icmp(5, 1, socket.inet_aton(NEW_GW), inner(t)[:20]))))
+    return s
+
+
+def main():
+    require_vm("rcv_errors")
+    ktap = Ktap("rcv_errors: ICMP errors received, built-in C vs rust_icmp")
+    run_differential(ktap, scenarios())
+    ktap.finish()
+
+
+if __name__ == "__main__":
+    main()
