@@ -10,7 +10,7 @@ use kernel::{
                 ICMP_EXT_ECHOREPLY, ICMP_TIMESTAMP, NR_ICMP_TYPES,
             },
             route::{RTCF_BROADCAST, RTCF_MULTICAST},
-            IcmpHdr,
+            IcmpHdr, IpHdr, XFRM_STATE_ICMP,
         },
         namespace::Net,
         protocol::{NET_RX_DROP, NET_RX_SUCCESS},
@@ -112,15 +112,36 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff) -> i32 {
     }
 }
 
+/// The IPsec input policy refused the packet. An ICMP error that arrived through a state
+/// flagged `XFRM_STATE_ICMP` is still accepted if the packet it quotes matches the policy in
+/// the reverse direction (so errors from routers inside a tunnel reach the host). Drops are
+/// not counted, as in C.
+fn icmp_xfrm_reverse_check(skb: &mut SkBuff) -> Result<(), DropReason> {
+    if skb.sec_path_last_flags() & XFRM_STATE_ICMP == 0 {
+        return Err(DropReason::XFRM_POLICY);
+    }
+    if !skb.may_pull((IcmpHdr::LEN + IpHdr::LEN) as u32) {
+        return Err(DropReason::NOT_SPECIFIED);
+    }
+    let nh = skb.network_offset();
+    if !skb.set_network_header(IcmpHdr::LEN as i32) {
+        return Err(DropReason::NOT_SPECIFIED);
+    }
+    let admitted = skb.xfrm4_policy_check_reverse_in();
+    skb.set_network_header(nh);
+    if admitted {
+        Ok(())
+    } else {
+        Err(DropReason::XFRM_POLICY)
+    }
+}
+
 /// `icmp_rcv` up to the point where it frees the packet: validation, counters, dispatch.
 fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<(), DropReason> {
     let (icmp, net) = (ctx.icmp, ctx.net);
 
-    // The IPsec input policy: without a matching policy the packet is dropped. (C also accepts
-    // ICMP errors about IPsec traffic whose inner packet matches the reverse policy; that
-    // path needs CONFIG_XFRM, which this kernel lacks.)
     if !skb.xfrm4_policy_check_in() {
-        return Err(DropReason::XFRM_POLICY);
+        icmp_xfrm_reverse_check(skb)?;
     }
 
     stats::icmp_inc_stats(icmp, net, IcmpMib::InMsgs);

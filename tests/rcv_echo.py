@@ -10,8 +10,10 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
 from difftest import Scenario, run_differential  # noqa: E402
-from icmptest import (Ktap, checksum, echo, icmp, ipv4, pattern, require_vm,  # noqa: E402
-                      sh, sysctl)
+import socket  # noqa: E402
+
+from icmptest import (InNetns, Ktap, checksum, echo, icmp, ipv4, pattern,  # noqa: E402
+                      require_vm, sh, sysctl)
 
 # Offsets in a reply without IP options (IHL 5).
 ICMP_CSUM = (22, 24)
@@ -113,6 +115,28 @@ def scenarios():
             t.DUT_ADDR, icmp(ty, 0, struct.pack("!HH", 9, 9), pattern(12))), sanity=no_reply))
     s.append(Scenario("echo_reply_no_socket", lambda t, send: send.icmp(
         t.DUT_ADDR, echo(0x4321, 1, pattern(8), type_=0)), sanity=no_reply))
+
+    # Echo replies for a ping socket of the dut (ping_rcv), which exists only if its group is
+    # in net.ipv4.ping_group_range.
+    def ping_socket(t, send):
+        try:
+            with InNetns(t.DUT):
+                s_ = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+        except OSError as e:
+            t.obs["socket"] = e.errno
+            return
+        t.keep.append(s_)
+        s_.bind((t.DUT_ADDR, 0x321))
+        s_.settimeout(2)
+        s_.sendto(echo(0, 7, pattern(24)), (t.PEER_ADDR, 0))
+        try:
+            t.obs["reply"] = s_.recv(100).hex()   # the peer's kernel answers
+        except socket.timeout:
+            t.obs["reply"] = None
+
+    for group in ("0 2147483647", "1 0"):
+        s.append(Scenario(f"ping_socket_reply_group_{group.replace(' ', '_')}", ping_socket,
+                          setup=set_dut("net.ipv4.ping_group_range", group), shared_counts=True))
 
     # Malformed messages.
     s.append(Scenario("bad_checksum", lambda t, send: send.icmp(

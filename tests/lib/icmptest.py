@@ -349,7 +349,8 @@ SO_EE_ORIGIN = {0: "none", 1: "local", 2: "icmp", 3: "icmp6"}
 
 def errqueue(sock):
     """Everything queued on `sock`'s error queue (IP_RECVERR), as readable tuples:
-    (errno name, origin, type, code, info, offender address, bytes of the quoted payload)."""
+    (errno name, origin, type, code, info, offender address, bytes of the quoted payload,
+    ee_data, which holds struct sock_ee_data_rfc4884 with IP_RECVERR_RFC4884)."""
     out = []
     while True:
         try:
@@ -360,11 +361,11 @@ def errqueue(sock):
         for level, ctype, cdata in anc:
             if level != socket.IPPROTO_IP or ctype != IP_RECVERR or len(cdata) < 16:
                 continue
-            ee_errno, origin, type_, code, _pad, info, _data = struct.unpack("=IBBBBII",
-                                                                            cdata[:16])
+            ee_errno, origin, type_, code, _pad, info, ee_data = struct.unpack("=IBBBBII",
+                                                                              cdata[:16])
             offender = socket.inet_ntoa(cdata[20:24]) if len(cdata) >= 24 else ""
             out.append((errno.errorcode.get(ee_errno, ee_errno), SO_EE_ORIGIN.get(origin, origin),
-                        type_, code, info, offender, len(data)))
+                        type_, code, info, offender, len(data), ee_data))
     return out
 
 
@@ -468,30 +469,62 @@ def unload_module():
 # Drop reasons (skb:kfree_skb tracepoint)
 
 class DropTrace:
-    """Records `skb:kfree_skb` events: the (protocol, reason) of every dropped packet."""
+    """Records `skb:kfree_skb` events: the reason of every dropped IPv4 packet. Uses its own
+    tracing instance, so the function tracer (FunctionCount) can run meanwhile."""
 
     def __init__(self):
+        self.dir = f"{TRACING}/instances/rust_icmp_drops"
         self.available = os.path.exists(f"{TRACING}/events/skb/kfree_skb/enable")
+        if self.available and not os.path.isdir(self.dir):
+            os.mkdir(self.dir)
 
     def start(self):
         if not self.available:
             return
-        with open(f"{TRACING}/trace", "w"):
+        with open(f"{self.dir}/trace", "w"):
             pass
-        with open(f"{TRACING}/events/skb/kfree_skb/enable", "w") as f:
+        with open(f"{self.dir}/events/skb/kfree_skb/enable", "w") as f:
             f.write("1")
 
     def stop(self):
-        """Returns the sorted list of (protocol, reason) of IPv4 drops since `start`."""
+        """Returns the sorted reasons of IPv4 drops since `start`."""
         if not self.available:
             return []
-        with open(f"{TRACING}/events/skb/kfree_skb/enable", "w") as f:
+        with open(f"{self.dir}/events/skb/kfree_skb/enable", "w") as f:
             f.write("0")
         events = []
-        with open(f"{TRACING}/trace") as f:
+        with open(f"{self.dir}/trace") as f:
             for line in f:
                 if "kfree_skb:" not in line or "protocol=2048" not in line:
                     continue
                 reason = line.rsplit("reason:", 1)[-1].strip()
                 events.append(reason)
         return sorted(events)
+
+
+class FunctionCount:
+    """Counts calls of a kernel function with the function tracer (e.g. which checksum path
+    a packet took)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        with open(f"{TRACING}/set_ftrace_filter", "w") as f:
+            f.write(self.name)
+        with open(f"{TRACING}/trace", "w"):
+            pass
+        with open(f"{TRACING}/current_tracer", "w") as f:
+            f.write("function")
+        return self
+
+    def count(self):
+        with open(f"{TRACING}/trace") as f:
+            return sum(1 for line in f if f" {self.name} <-" in line)
+
+    def __exit__(self, *exc):
+        with open(f"{TRACING}/current_tracer", "w") as f:
+            f.write("nop")
+        with open(f"{TRACING}/set_ftrace_filter", "w") as f:
+            f.write("")
+        return False
