@@ -5,6 +5,8 @@
 #   make            build the custom kernel (incremental) and rust_icmp.ko
 #   make run        ... then boot it, load the module, ping through it, open a shell
 #   make check      ... then run every test in the VM (what CI runs)
+#   make lint       rustfmt --check and clippy (warnings are errors) on the module and the
+#                   kernel-crate files of the patch series
 #   make kernel     only the kernel (build/kernel)
 #   make setup      install the prerequisites (Debian 12)
 #   make clean      remove the module's build products (not the kernel)
@@ -15,7 +17,7 @@ TOP := $(CURDIR)
 KDIR ?= $(TOP)/build/kernel
 ENV := source $(TOP)/scripts/env.sh &&
 
-.PHONY: all module kernel setup run check clean distclean fmt clippy
+.PHONY: all module kernel setup run check lint clean distclean fmt
 
 all: module
 
@@ -41,11 +43,25 @@ module: kernel
 run: module
 	@QEMU_SHELL=1 qemu/run tests/demo.sh
 
-check: module
+check: lint module
 	@qemu/run tests/run_all.sh
 
+# The Rust files the patch series adds or changes in the kernel tree.
+PATCHED_RS = $(shell sed -n 's|^+++ b/\(rust/.*\.rs\)$$|\1|p' linux/patches/*.patch | sort -u)
+RUSTFMT = $(ENV) "$$(rustup which rustfmt)" --edition 2021 \
+	--config-path $(TOP)/build/linux-src/.rustfmt.toml
+
+lint: kernel
+	@$(RUSTFMT) --check src/rust_icmp.rs
+	@cd build/linux-src && $(RUSTFMT) --check $(PATCHED_RS)
+	@mkdir -p $(MOD)/src && cp -p Kbuild $(MOD)/ && cp -p src/*.rs $(MOD)/src/
+	@touch $(MOD)/src/rust_icmp.rs
+	@$(ENV) $(MAKE) -s -C $(KDIR) M=$(MOD) CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
+	@touch $(MOD)/src/rust_icmp.rs
+	@echo "lint: rustfmt and clippy clean"
+
 fmt:
-	@$(ENV) rustfmt --edition 2021 --config-path $(KDIR)/../linux-src/.rustfmt.toml src/rust_icmp.rs
+	@$(RUSTFMT) src/rust_icmp.rs
 
 clean:
 	@rm -rf $(MOD) rust_icmp.ko

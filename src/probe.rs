@@ -101,7 +101,10 @@ fn lookup(iio: &Iio, net: &kernel::net::namespace::Net, rcu: &rcu::Guard) -> Loo
             }
         }
         ICMP_EXT_ECHO_CTYPE_INDEX => match <[u8; 4]>::try_from(ident) {
-            Ok(b) => Lookup::Found(NetDevice::get_by_index(net, Be32::from_bytes(b).to_host() as i32)),
+            Ok(b) => Lookup::Found(NetDevice::get_by_index(
+                net,
+                Be32::from_bytes(b).to_host() as i32,
+            )),
             Err(_) => Lookup::Malformed,
         },
         ICMP_EXT_ECHO_CTYPE_ADDR => {
@@ -109,7 +112,10 @@ fn lookup(iio: &Iio, net: &kernel::net::namespace::Net, rcu: &rcu::Guard) -> Loo
             if ident.len() < 4 || ident.len() != 4 + usize::from(ident[2]) {
                 return Lookup::Malformed;
             }
-            let (afi, addr) = (Be16::from_bytes([ident[0], ident[1]]).to_host(), &ident[4..]);
+            let (afi, addr) = (
+                Be16::from_bytes([ident[0], ident[1]]).to_host(),
+                &ident[4..],
+            );
             match afi {
                 a if a == u16::from(ICMP_AFI_IP) => match <[u8; 4]>::try_from(addr) {
                     Ok(b) => Lookup::Found(NetDevice::get_by_ipv4_addr(net, Be32::from_bytes(b))),

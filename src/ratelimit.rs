@@ -45,7 +45,10 @@ pub(crate) fn icmp_global_allow(net: &Net) -> bool {
     if incr == 0 {
         return false;
     }
-    if stamp.compare_exchange(oldstamp, now, SeqCst, SeqCst).is_ok() {
+    if stamp
+        .compare_exchange(oldstamp, now, SeqCst, SeqCst)
+        .is_ok()
+    {
         let mut old = credit.load(Relaxed);
         loop {
             let new = old.wrapping_add(incr).min(net.sysctl_icmp_msgs_burst());

@@ -20,7 +20,7 @@ use kernel::{
     net::{
         ipv4::{
             xmit::{CtlSockConfig, CtlSockets},
-            IP_PMTUDISC_DONT, IPPROTO_ICMP,
+            IPPROTO_ICMP, IP_PMTUDISC_DONT,
         },
         namespace,
         protocol::{BuiltinProtocol, InetProtocol, Instance, Registration},
@@ -96,9 +96,13 @@ impl kernel::Module for RustIcmp {
         let stats = KBox::pin_init(namespace::Registration::new(), GFP_KERNEL)
             .inspect_err(|e| pr_err!("cannot register per-namespace counters ({:?})\n", e))?;
         let icmp = Icmp { socks, stats };
-        let icmp = KBox::pin_init(Registration::new(icmp, builtin), GFP_KERNEL).inspect_err(|e| {
-            pr_err!("inet_protos[IPPROTO_ICMP] changed while loading ({:?})\n", e)
-        })?;
+        let icmp =
+            KBox::pin_init(Registration::new(icmp, builtin), GFP_KERNEL).inspect_err(|e| {
+                pr_err!(
+                    "inet_protos[IPPROTO_ICMP] changed while loading ({:?})\n",
+                    e
+                )
+            })?;
         pr_info!("IPPROTO_ICMP taken over\n");
         Ok(RustIcmp { _icmp: icmp })
     }

@@ -38,7 +38,7 @@ const MIBS: [(IcmpMib, &str); 7] = [
 
 /// Slots for drop reasons: the core reasons, and one for any other.
 const DROP_SLOTS: usize = 128;
-const _: () = assert!(DropReason::CORE_MAX as usize <= DROP_SLOTS - 1);
+const _: () = assert!((DropReason::CORE_MAX as usize) < DROP_SLOTS);
 
 /// One CPU's counters.
 #[derive(Zeroable)]
@@ -97,7 +97,10 @@ impl PernetData for NetStats {
             if n == 0 {
                 continue;
             }
-            match DropReason::from_raw(r as u32).err().and_then(DropReason::name) {
+            match DropReason::from_raw(r as u32)
+                .err()
+                .and_then(DropReason::name)
+            {
                 Some(name) if r < DROP_SLOTS - 1 => {
                     writeln!(m, "RustIcmpDrop_{} {n}", name.to_str().unwrap_or("?"))?
                 }
