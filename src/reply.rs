@@ -112,7 +112,6 @@ pub(crate) fn icmp_push_reply(
     let csum = Wsum::ZERO.partial(icmph).add(queued);
     icmph[2..4].copy_from_slice(&csum.fold().to_bytes());
     skb.set_checksum_none();
-    stats::count_sent(icmp, net, fl4.icmp_type());
     // Errors of the send (no buffer, qdisc drop) are counted by the IP layer, as for C.
     let _ = sk.push_pending_frames(fl4);
 }

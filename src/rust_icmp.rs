@@ -3,7 +3,11 @@
 //! rust_icmp: IPv4 ICMP (net/ipv4/icmp.c of Linux 6.12) in safe Rust.
 //!
 //! Loading the module swaps the kernel's built-in ICMP handler in `inet_protos[IPPROTO_ICMP]`
-//! for [`Icmp`]; unloading swaps it back. Each function of icmp.c has an item of the same
+//! for [`Icmp`], and enables a live patch that sends the icmp.c functions the rest of the
+//! kernel calls (`__icmp_send`, `icmp_out_count`, ...) to Rust as well. Unloading takes two
+//! steps, because only user space can disable a live patch: `scripts/unload` disables it
+//! (`/sys/kernel/livepatch/rust_icmp/enabled`), waits for the transition, then removes the
+//! module, which swaps the handler back. Each function of icmp.c has an item of the same
 //! name here, in the file named after its part of the protocol:
 //!
 //! | file            | icmp.c                                                            |
@@ -11,29 +15,33 @@
 //! | `rcv.rs`        | `icmp_rcv`, `icmp_pointers[]`, `icmp_discard`                     |
 //! | `echo.rs`       | `icmp_echo`, `icmp_timestamp`                                     |
 //! | `probe.rs`      | `icmp_build_probe` (RFC 8335 PROBE)                               |
-//! | `unreach.rs`    | `icmp_unreach`, `icmp_tag_validation`, `icmp_socket_deliver`, `icmp_redirect`, `icmp_err` |
+//! | `unreach.rs`    | `icmp_unreach`, `icmp_tag_validation`, `icmp_socket_deliver`, `icmp_redirect`, `icmp_err`, `ip_icmp_error_rfc4884` |
+//! | `send.rs`       | `__icmp_send`, `icmp_route_lookup`, `icmp_get_route_lookup_dev`   |
 //! | `reply.rs`      | `struct icmp_bxm`, `icmp_reply`, `icmp_push_reply`, `icmp_glue_bits` |
 //! | `ratelimit.rs`  | `icmp_global_allow/consume`, `icmpv4_mask_allow`, `icmpv4_global_allow`, `icmpv4_xrlim_allow` |
 //! | `stats.rs`      | the MIB updates, mirrored in this module's own counters           |
 
 use kernel::{
+    livepatch,
     net::{
         ipv4::{
-            xmit::{CtlSockConfig, CtlSockets},
-            IPPROTO_ICMP, IP_PMTUDISC_DONT,
+            icmp::{IcmpHooks, Rfc4884},
+            xmit::{CtlSockConfig, CtlSockets, IpOptions},
+            IcmpHdr, IPPROTO_ICMP, IP_PMTUDISC_DONT,
         },
-        namespace,
+        namespace::{self, Net},
         protocol::{BuiltinProtocol, InetProtocol, Instance, Registration},
         skb::{OwnedSkBuff, SkBuff},
+        Be32,
     },
     prelude::*,
 };
-
 mod echo;
 mod probe;
 mod ratelimit;
 mod rcv;
 mod reply;
+mod send;
 mod stats;
 mod unreach;
 
@@ -43,6 +51,7 @@ module! {
     author: "rust_icmp developers",
     description: "IPv4 ICMP (net/ipv4/icmp.c) reimplemented in Rust",
     license: "GPL",
+    livepatch: true,
 }
 
 /// The protocol: what the C code keeps in globals (the per-CPU control sockets,
@@ -72,12 +81,41 @@ impl InetProtocol for Icmp {
     }
 }
 
+impl IcmpHooks for Icmp {
+    fn icmp_send(&self, skb_in: &mut SkBuff, type_: i32, code: i32, info: Be32, opt: &IpOptions) {
+        send::__icmp_send(self, skb_in, type_, code, info, opt);
+    }
+
+    fn icmp_out_count(&self, net: &Net, type_: u8) {
+        stats::icmp_out_count(self, net, type_);
+    }
+
+    fn icmp_global_allow(&self, net: &Net) -> bool {
+        ratelimit::icmp_global_allow(net)
+    }
+
+    fn icmp_global_consume(&self, net: &Net) {
+        ratelimit::icmp_global_consume(net);
+    }
+
+    fn icmp_build_probe(&self, skb: &SkBuff, icmph: &mut IcmpHdr) -> bool {
+        probe::icmp_build_probe(skb, icmph)
+    }
+
+    fn ip_icmp_error_rfc4884(&self, skb: &SkBuff, out: &mut Rfc4884, thlen: i32, off: i32) {
+        unreach::ip_icmp_error_rfc4884(skb, out, thlen, off);
+    }
+}
+
 struct RustIcmp {
+    // Field order is drop order: the live patch is already disabled when the module can be
+    // unloaded, then the protocol registration swaps the built-in handler back.
+    _patch: livepatch::Patch,
     _icmp: Pin<KBox<Registration<Icmp>>>,
 }
 
 impl kernel::Module for RustIcmp {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+    fn init(module: &'static ThisModule) -> Result<Self> {
         let builtin = BuiltinProtocol::current(IPPROTO_ICMP).inspect_err(|e| {
             pr_err!(
                 "inet_protos[IPPROTO_ICMP] does not hold the kernel's built-in handler ({:?}); \
@@ -103,13 +141,22 @@ impl kernel::Module for RustIcmp {
                     e
                 )
             })?;
-        pr_info!("IPPROTO_ICMP taken over\n");
-        Ok(RustIcmp { _icmp: icmp })
+        // Last, as nothing can undo it from here: a live patch is disabled from user space.
+        let patch = livepatch::Patch::enable(
+            module,
+            &kernel::net::ipv4::icmp::livepatch_funcs::<Icmp>(),
+        )
+        .inspect_err(|e| pr_err!("cannot enable the live patch of __icmp_send ({:?})\n", e))?;
+        pr_info!("IPPROTO_ICMP taken over; __icmp_send and friends patched\n");
+        Ok(RustIcmp {
+            _patch: patch,
+            _icmp: icmp,
+        })
     }
 }
 
 impl Drop for RustIcmp {
     fn drop(&mut self) {
-        pr_info!("IPPROTO_ICMP given back to the built-in handler\n");
+        pr_info!("giving IPPROTO_ICMP back to the built-in handler\n");
     }
 }

@@ -6,7 +6,8 @@
 //! `/proc/net/rust_icmp` (one per network namespace) prints the module's counters under the
 //! names `nstat` gives the MIB (`IcmpInMsgs`, `IcmpMsgInType8`, ...), so the deltas of
 //! `nstat` and of this file can be compared line by line: each line counts the events of
-//! that MIB counter that Rust code caused. Lines starting `RustIcmp` have no MIB twin: drops
+//! that MIB counter that Rust code caused (output is counted by `icmp_out_count`, which
+//! `ip_output.c` calls for every ICMP message, also those of user sockets). Lines starting `RustIcmp` have no MIB twin: drops
 //! by `icmp_rcv` per reason (`RustIcmpDrop_<REASON>`).
 
 use core::{
@@ -138,15 +139,14 @@ pub(crate) fn icmpmsg_in_inc_stats(icmp: &crate::Icmp, net: &Net, type_: u8) {
     }
 }
 
-/// Counts a message this module sent, the way `icmp_out_count` (called by `ip_output.c` when
-/// the packet is built) counts it in the MIB: `OutMsgs` and `OutType<type>`, where `type` is
-/// the flow's `fl4_icmp_type`.
-pub(crate) fn count_sent(icmp: &crate::Icmp, net: &Net, fl4_icmp_type: u8) {
+/// `icmp_out_count`: counts an ICMP message leaving the host (`OutMsgs`, `OutType<type>`).
+/// `ip_output.c` calls it (through the live patch) when it builds an ICMP message on a raw
+/// socket: ours, whose replies carry `fl4_icmp_type` (0 for `icmp_reply`), and user space's.
+pub(crate) fn icmp_out_count(icmp: &crate::Icmp, net: &Net, type_: u8) {
+    net.icmpmsg_out_inc_stats(type_);
+    icmp_inc_stats(icmp, net, IcmpMib::OutMsgs);
     if let Some(c) = of(icmp, net) {
-        bump(&c.out_type[usize::from(fl4_icmp_type)]);
-        if let Some(i) = MIBS.iter().position(|(m, _)| *m == IcmpMib::OutMsgs) {
-            bump(&c.mib[i]);
-        }
+        bump(&c.out_type[usize::from(type_)]);
     }
 }
 

@@ -6,17 +6,19 @@
 //! An error quotes the IP header and the first bytes of the packet it is about. It is handed
 //! to the raw sockets of that packet's protocol and to the protocol's `err_handler` (UDP,
 //! TCP, ping, tunnels, ... and ICMP itself, [`icmp_err`]), which find the socket, report the
-//! error (`IP_RECVERR`) and update the route cache (path MTU, redirects).
+//! error (`IP_RECVERR`) and update the route cache (path MTU, redirects). Sockets that ask
+//! for RFC 4884 extensions have them located by [`ip_icmp_error_rfc4884`].
 
 use kernel::{
     c_str,
     net::{
         ipv4::{
             icmp::{
-                self, inet_addr_type_dev_table, net_ratelimit, IcmpMib, ICMP_DEST_UNREACH,
+                self, inet_addr_type_dev_table, net_ratelimit, IcmpMib, Rfc4884, ICMP_DEST_UNREACH,
                 ICMP_ECHOREPLY, ICMP_EXC_FRAGTIME, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH,
                 ICMP_NET_UNREACH, ICMP_PARAMETERPROB, ICMP_PORT_UNREACH, ICMP_PROT_UNREACH,
                 ICMP_REDIRECT, ICMP_SR_FAILED, ICMP_TIME_EXCEEDED, NR_ICMP_UNREACH, RTN_BROADCAST,
+                SO_EE_RFC4884_FLAG_INVALID,
             },
             IcmpHdr, IpHdr, IPPROTO_ICMP, IPPROTO_RAW,
         },
@@ -204,4 +206,69 @@ pub(crate) fn icmp_err(_icmp: &Icmp, skb: &mut SkBuff, info: u32) -> Result {
         icmp::ipv4_redirect(skb, net, 0, IPPROTO_ICMP);
     }
     Ok(())
+}
+
+/// `sizeof(struct icmp_ext_hdr)` and `sizeof(struct icmp_extobj_hdr)`.
+const EXT_HDR_LEN: u32 = 4;
+const EXTOBJ_HDR_LEN: u32 = 4;
+
+/// `ip_icmp_error_rfc4884_validate`: whether the RFC 4884 extension structure at `off`
+/// (after `skb->data`) is well formed: version 2, a correct checksum if there is one, and
+/// objects whose lengths tile the rest of the packet. Other versions are not checked.
+fn ip_icmp_error_rfc4884_validate(skb: &SkBuff, mut off: u32) -> bool {
+    let mut buf = [0u8; EXT_HDR_LEN as usize];
+    let Some(exth) = skb.header_pointer(off, &mut buf) else {
+        return false;
+    };
+    // struct icmp_ext_hdr: version in the high nibble of the first byte, then a reserved byte
+    // and the checksum.
+    if exth[0] >> 4 != 2 {
+        return true;
+    }
+    if exth[2..4] != [0, 0] {
+        match skb.checksum(off, skb.len() - off) {
+            Some(sum) if sum.fold().to_raw() == 0 => {}
+            _ => return false,
+        }
+    }
+    off += EXT_HDR_LEN;
+    while off < skb.len() {
+        let mut buf = [0u8; EXTOBJ_HDR_LEN as usize];
+        let Some(objh) = skb.header_pointer(off, &mut buf) else {
+            return false;
+        };
+        let olen = u32::from(u16::from_be_bytes([objh[0], objh[1]]));
+        if olen < EXTOBJ_HDR_LEN {
+            return false;
+        }
+        off += olen;
+        if off > skb.len() {
+            return false;
+        }
+    }
+    true
+}
+
+/// `ip_icmp_error_rfc4884`: for a socket with `IP_RECVERR_RFC4884`, locates the extension
+/// structure of an ICMP error (`skb->data` at the quoted payload, after `thlen` bytes of its
+/// transport header): `off` is where the error's length field says the quoted datagram ends,
+/// at least 128 bytes (RFC 4884 section 4). Reports its offset in the payload, flagged
+/// invalid if it is malformed.
+pub(crate) fn ip_icmp_error_rfc4884(skb: &SkBuff, out: &mut Rfc4884, thlen: i32, off: i32) {
+    // Original datagram headers: from the end of the ICMP header to the payload (skb->data).
+    let hlen = -skb.transport_offset() - thlen;
+
+    // Per RFC 4884: minimal datagram length of 128 bytes.
+    if off < 128 || off < hlen {
+        return;
+    }
+    // The kernel has stripped the headers: the payload offset in bytes.
+    let off = off - hlen;
+    if i64::from(off) + i64::from(EXT_HDR_LEN) > i64::from(skb.len()) {
+        return;
+    }
+    out.len = off as u16;
+    if !ip_icmp_error_rfc4884_validate(skb, off as u32) {
+        out.flags |= SO_EE_RFC4884_FLAG_INVALID;
+    }
 }

@@ -72,6 +72,23 @@ require_vm() { # test-name
 
 module_loaded() { [[ -d /sys/module/rust_icmp ]]; }
 
+LIVEPATCH=/sys/kernel/livepatch/rust_icmp
+
+# insmod, then wait until the live patch reached every task.
+load_module() {
+	insmod "$MODULE" || return
+	local i
+	for ((i = 0; i < 600; i++)); do
+		[[ $(cat "$LIVEPATCH/transition" 2>/dev/null || echo 0) == 0 ]] && return 0
+		sleep 0.1
+	done
+	echo "live patch transition did not complete" >&2
+	return 1
+}
+
+# The documented way to unload: disable the live patch, wait, rmmod.
+unload_module() { "$TOP/scripts/unload"; }
+
 # Counts the calls of a kernel function while CMD runs (function tracer).
 count_calls() { # function cmd...
 	local fn=$1 n

@@ -1,28 +1,39 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# Loading and unloading rust_icmp: the takeover of inet_protos[IPPROTO_ICMP] happens on
-# insmod and is undone by rmmod. Which code answers is observed, not assumed: the function
-# tracer counts calls of the built-in icmp_rcv, and /proc/net/rust_icmp counts Rust's.
+# Loading and unloading rust_icmp. insmod takes over inet_protos[IPPROTO_ICMP] and
+# live-patches __icmp_send and friends; scripts/unload disables the patch and rmmod gives
+# the handler back. Which code runs is observed, not assumed, with the function tracer:
+# the built-in icmp_rcv is called for every ICMP message C receives, and C's icmp_glue_bits
+# (the payload callback of ip_append_data, only ever called through a pointer) for every
+# message C sends; /proc/net/rust_icmp counts what Rust does.
 set -u
 . "$(dirname "$0")/lib.sh"
 require_vm module.sh
 
-ktap_header "module.sh: load, takeover, unload, reload" 12
+ktap_header "module.sh: load, takeover, live patch, unload, reload" 15
 
 ping_lo() { ping -c 2 -i 0.2 -W 2 127.0.0.1; }
+# A datagram to a closed UDP port: __icmp_send answers with a port unreachable.
+udp_closed() { for _ in 1 2; do echo x >/dev/udp/127.0.0.1/9; done; sleep 0.2; }
 
-module_loaded && rmmod rust_icmp
+module_loaded && unload_module
 
-# Built-in code before loading: the C icmp_rcv answers.
-calls=$(count_calls icmp_rcv ping_lo)
-if ((calls >= 2)); then ktap_ok "before insmod, the built-in icmp_rcv handles ICMP ($calls calls)"
-else ktap_not_ok "before insmod, the built-in icmp_rcv handles ICMP" "icmp_rcv called $calls times"; fi
+# Built-in code before loading.
+rcv=$(count_calls icmp_rcv ping_lo)
+glue=$(count_calls icmp_glue_bits udp_closed)
+if ((rcv >= 2 && glue >= 2)); then
+	ktap_ok "before insmod, C receives (icmp_rcv: $rcv) and sends (icmp_glue_bits: $glue)"
+else
+	ktap_not_ok "before insmod, C receives and sends ICMP" "icmp_rcv $rcv, icmp_glue_bits $glue calls"
+fi
 
 ip netns add before 2>/dev/null
 dmesg -C
-if out=$(insmod "$MODULE" 2>&1); then ktap_ok "insmod"; else ktap_not_ok "insmod" "$out"; fi
+if out=$(load_module 2>&1); then ktap_ok "insmod, live patch transition completed"
+else ktap_not_ok "insmod, live patch transition completed" "$out"; fi
 
-check "dmesg reports the takeover" grep -q "IPPROTO_ICMP taken over" <(dmesg)
+check "dmesg reports the takeover and the patch" grep -q "IPPROTO_ICMP taken over; __icmp_send" <(dmesg)
+check "the live patch is enabled" grep -qx 1 "$LIVEPATCH/enabled"
 check "/proc/net/rust_icmp exists" test -r /proc/net/rust_icmp
 check "a namespace that existed before insmod has its counters" \
 	ip netns exec before test -r /proc/net/rust_icmp
@@ -40,6 +51,24 @@ else
 		"icmp_rcv calls: $calls; Rust echo replies: $((after - before))"
 fi
 
+before=$(module_counter IcmpMsgOutType3)
+glue=$(count_calls icmp_glue_bits udp_closed)
+after=$(module_counter IcmpMsgOutType3)
+if ((glue == 0 && after - before == 2)); then
+	ktap_ok "while loaded, Rust sends port unreachables and C's icmp_glue_bits is not called"
+else
+	ktap_not_ok "while loaded, Rust sends port unreachables" \
+		"icmp_glue_bits calls: $glue; Rust port unreachables: $((after - before))"
+fi
+
+out=$(rmmod rust_icmp 2>&1)
+rc=$?
+if ((rc != 0)) && module_loaded && [[ $(ping_lo 2>&1) == *" 0% packet loss"* ]]; then
+	ktap_ok "plain rmmod is refused while the live patch is enabled, nothing changes"
+else
+	ktap_not_ok "plain rmmod is refused while the live patch is enabled" "rmmod rc=$rc: $out"
+fi
+
 out=$(insmod "$MODULE" 2>&1)
 rc=$?
 if ((rc != 0)) && [[ $out == *"File exists"* ]] && [[ $(ping_lo 2>&1) == *" 0% packet loss"* ]]; then
@@ -49,25 +78,31 @@ else
 		"insmod rc=$rc: $out"
 fi
 
-if out=$(rmmod rust_icmp 2>&1); then ktap_ok "rmmod"; else ktap_not_ok "rmmod" "$out"; fi
-check "after rmmod, /proc/net/rust_icmp is gone in every namespace" \
-	bash -c '! test -e /proc/net/rust_icmp && ! ip netns exec before test -e /proc/net/rust_icmp'
+if out=$(unload_module 2>&1); then ktap_ok "scripts/unload"; else ktap_not_ok "scripts/unload" "$out"; fi
+check "after unload, no live patch and no /proc/net/rust_icmp in any namespace" \
+	bash -c '! test -e /sys/kernel/livepatch/rust_icmp && ! test -e /proc/net/rust_icmp &&
+		! ip netns exec before test -e /proc/net/rust_icmp'
 
-calls=$(count_calls icmp_rcv ping_lo)
-if ((calls >= 2)); then ktap_ok "after rmmod, the built-in icmp_rcv answers again ($calls calls)"
-else ktap_not_ok "after rmmod, the built-in icmp_rcv answers again" "icmp_rcv called $calls times"; fi
-
-# Reload: the slot is taken again, then given back again.
-insmod "$MODULE"
-calls=$(count_calls icmp_rcv ping_lo)
-replies=$(module_counter IcmpMsgOutType0)
-rmmod rust_icmp
-calls_after=$(count_calls icmp_rcv ping_lo)
-if ((calls == 0 && replies == 2 && calls_after >= 2)); then
-	ktap_ok "insmod/rmmod/insmod/rmmod retakes and restores cleanly"
+rcv=$(count_calls icmp_rcv ping_lo)
+glue=$(count_calls icmp_glue_bits udp_closed)
+if ((rcv >= 2 && glue >= 2)); then
+	ktap_ok "after unload, C receives (icmp_rcv: $rcv) and sends (icmp_glue_bits: $glue) again"
 else
-	ktap_not_ok "insmod/rmmod/insmod/rmmod retakes and restores cleanly" \
-		"reloaded: icmp_rcv calls $calls, Rust replies $replies; unloaded: icmp_rcv calls $calls_after"
+	ktap_not_ok "after unload, C receives and sends again" "icmp_rcv $rcv, icmp_glue_bits $glue calls"
+fi
+
+# Reload: taken over again, then given back again.
+load_module
+rcv=$(count_calls icmp_rcv ping_lo)
+glue=$(count_calls icmp_glue_bits udp_closed)
+replies=$(module_counter IcmpMsgOutType0)
+unload_module
+rcv_after=$(count_calls icmp_rcv ping_lo)
+if ((rcv == 0 && glue == 0 && replies == 2 && rcv_after >= 2)); then
+	ktap_ok "load/unload/load/unload retakes and restores cleanly"
+else
+	ktap_not_ok "load/unload/load/unload retakes and restores cleanly" \
+		"reloaded: icmp_rcv $rcv, icmp_glue_bits $glue, Rust replies $replies; unloaded: icmp_rcv $rcv_after"
 fi
 
 ip netns del before

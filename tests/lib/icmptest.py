@@ -457,12 +457,28 @@ def module_loaded():
     return os.path.exists("/sys/module/rust_icmp")
 
 
-def load_module(path=MODULE):
+LIVEPATCH = "/sys/kernel/livepatch/rust_icmp"
+UNLOAD = os.path.join(TOP, "scripts", "unload")
+
+
+def load_module(path=MODULE, timeout=60):
+    """insmod, then wait until the live patch reached every task (__icmp_send is Rust)."""
     sh(f"insmod {path}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"{LIVEPATCH}/transition") as f:
+                if f.read().strip() == "0":
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.05)
+    raise TimeoutError("the live patch transition of rust_icmp did not complete")
 
 
 def unload_module():
-    sh("rmmod rust_icmp")
+    """scripts/unload: disable the live patch, wait for the transition, rmmod."""
+    sh(UNLOAD)
 
 
 # ---------------------------------------------------------------------------------------
