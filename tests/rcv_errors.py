@@ -192,16 +192,13 @@ def scenarios():
                       mask=SYN_MASK))
 
     # Ping and raw sockets.
-    # (ip_output counts the echo requests of ping sockets and ICMP raw sockets.)
     ping_range = set_dut(ping_group_range="0 2147483647")
-    s.append(Scenario("ping_socket_host_unreach", ping_socket_error(3, 1), setup=ping_range,
-                      shared_counts=True))
-    s.append(Scenario("ping_socket_time_exceeded", ping_socket_error(11, 0), setup=ping_range,
-                      shared_counts=True))
+    s.append(Scenario("ping_socket_host_unreach", ping_socket_error(3, 1), setup=ping_range))
+    s.append(Scenario("ping_socket_time_exceeded", ping_socket_error(11, 0), setup=ping_range))
     s.append(Scenario("ping_socket_param_problem", ping_socket_error(12, 0, bytes([8, 0, 0, 0])),
-                      setup=ping_range, shared_counts=True))
+                      setup=ping_range))
     s.append(Scenario("raw_socket_port_unreach", raw_socket_error(253, 3, 3)))
-    s.append(Scenario("raw_socket_icmp_unreach", raw_socket_error(1, 3, 1), shared_counts=True))
+    s.append(Scenario("raw_socket_icmp_unreach", raw_socket_error(1, 3, 1)))
 
     # Path MTU: the route cache learns the MTU (locked at min_pmtu 552 below it), as
     # ip_no_pmtu_disc allows.

@@ -13,7 +13,7 @@ set -u
 require_vm run_all.sh
 
 # The order matters only for reading the log: the cheapest tests first.
-TESTS=(module.sh rcv_echo.py rcv_probe.py rcv_errors.py rcv_paths.py)
+TESTS=(module.sh rcv_echo.py rcv_probe.py rcv_errors.py rcv_paths.py send_errors.py unload_traffic.sh)
 (($#)) && TESTS=("$@")
 
 SPLATS='WARNING:|BUG:|Oops|Kernel panic|panicked at|general protection fault|KASAN|UBSAN'

@@ -143,7 +143,10 @@ class Topology:
     """Fresh namespaces `peer` and `dut` joined by a veth pair on 10.0.1.0/24.
 
     peer veth0 10.0.1.1  <->  dut veth0 10.0.1.2
-    IPv6 is disabled on both ends so that no autoconfiguration traffic disturbs captures.
+
+    IPv6 is disabled so that no autoconfiguration traffic disturbs captures, and neighbours
+    are static so that captures see no ARP and no first packet queued behind resolution.
+    Subclasses add namespaces, links, addresses and routes.
     """
 
     PEER, DUT = "peer", "dut"
@@ -154,13 +157,24 @@ class Topology:
     # answer for it with crafted ICMP errors.
     GHOST = "10.0.1.77"
 
-    MACS = {PEER: "02:00:00:00:01:01", DUT: "02:00:00:00:01:02"}
-
     def __init__(self):
         self.namespaces = [self.PEER, self.DUT]
+        # (ns_a, dev_a, ns_b, dev_b)
         self.links = [(self.PEER, "veth0", self.DUT, "veth0")]
+        # ns -> [(dev, addr, prefix length)]
         self.addrs = {self.PEER: [("veth0", self.PEER_ADDR, 24)],
                       self.DUT: [("veth0", self.DUT_ADDR, 24)]}
+        # ns -> [ip commands run after the addresses]
+        self.routes = {}
+
+    def mac(self, ns, dev):
+        """Fixed MAC addresses: 02:00:00:00:<link>:<side>."""
+        for i, (a, ia, b, ib) in enumerate(self.links):
+            if (ns, dev) == (a, ia):
+                return f"02:00:00:00:{i + 1:02x}:01"
+            if (ns, dev) == (b, ib):
+                return f"02:00:00:00:{i + 1:02x}:02"
+        raise KeyError((ns, dev))
 
     def __enter__(self):
         stale = [ns for ns in self.namespaces if os.path.exists(f"/run/netns/{ns}")]
@@ -168,9 +182,8 @@ class Topology:
             sh("ip -batch -", check=False, input="".join(f"netns del {ns}\n" for ns in stale))
         cmds = [f"netns add {ns}" for ns in self.namespaces]
         for a, ia, b, ib in self.links:
-            cmds.append(f"link add {ia} netns {a} address {self.MACS.get(a, '')} type veth "
-                        f"peer name {ib} netns {b} address {self.MACS.get(b, '')}"
-                        .replace(" address  ", " "))
+            cmds.append(f"link add {ia} netns {a} address {self.mac(a, ia)} type veth "
+                        f"peer name {ib} netns {b} address {self.mac(b, ib)}")
         sh("ip -batch -", input="\n".join(cmds) + "\n")
         for ns in self.namespaces:
             sysctl(ns, "net.ipv6.conf.all.disable_ipv6", 1)
@@ -181,25 +194,54 @@ class Topology:
             for dev in sorted({d for d, _, _ in self.addrs.get(ns, [])}):
                 cmds.append(f"link set {dev} up")
             cmds += self.neighbours(ns)
+            cmds += self.routes.get(ns, [])
             sh(f"ip -n {ns} -batch -", input="\n".join(cmds) + "\n")
         return self
 
     def neighbours(self, ns):
-        """Static neighbour entries, so captures see no ARP and no queued first packet."""
-        other = {self.PEER: (self.DUT_ADDR, self.MACS[self.DUT]),
-                 self.DUT: (self.PEER_ADDR, self.MACS[self.PEER])}.get(ns)
-        if not other:
-            return []
-        cmds = [f"neigh replace {other[0]} lladdr {other[1]} dev veth0 nud permanent"]
+        """Static entries for the addresses at the other end of each of `ns`'s links."""
+        cmds = []
+        for a, ia, b, ib in self.links:
+            for me, mydev, other, odev in ((a, ia, b, ib), (b, ib, a, ia)):
+                if me != ns:
+                    continue
+                for dev, addr, _ in self.addrs.get(other, []):
+                    if dev == odev:
+                        cmds.append(f"neigh replace {addr} lladdr {self.mac(other, odev)} "
+                                    f"dev {mydev} nud permanent")
         if ns == self.DUT:
-            cmds.append(f"neigh replace {self.GHOST} lladdr {self.MACS[self.PEER]} dev veth0 "
-                        "nud permanent")
+            cmds.append(f"neigh replace {self.GHOST} lladdr {self.mac(self.PEER, 'veth0')} "
+                        "dev veth0 nud permanent")
         return cmds
 
     def __exit__(self, *exc):
         sh("ip -batch -", check=False,
            input="".join(f"netns del {ns}\n" for ns in self.namespaces))
         return False
+
+
+class RoutedTopology(Topology):
+    """peer -- dut -- far, the dut forwarding between them:
+
+    peer veth0 10.0.1.1 <-> 10.0.1.2 veth0 dut veth1 10.0.2.2 <-> 10.0.2.1 veth0 far
+    """
+
+    FAR = "far"
+    FAR_ADDR, DUT_FAR_ADDR = "10.0.2.1", "10.0.2.2"
+
+    def __init__(self):
+        super().__init__()
+        self.namespaces.append(self.FAR)
+        self.links.append((self.DUT, "veth1", self.FAR, "veth0"))
+        self.addrs[self.DUT].append(("veth1", self.DUT_FAR_ADDR, 24))
+        self.addrs[self.FAR] = [("veth0", self.FAR_ADDR, 24)]
+        self.routes[self.PEER] = [f"route add 10.0.2.0/24 via {self.DUT_ADDR}"]
+        self.routes[self.FAR] = [f"route add 10.0.1.0/24 via {self.DUT_FAR_ADDR}"]
+
+    def __enter__(self):
+        super().__enter__()
+        sysctl(self.DUT, "net.ipv4.ip_forward", 1)
+        return self
 
 
 # ---------------------------------------------------------------------------------------
