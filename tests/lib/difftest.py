@@ -8,7 +8,8 @@ first with the built-in handler, then with rust_icmp loaded. For each run it rec
     run to run masked: IP ID and header checksum, plus what the scenario names, such as
     timestamps),
   - the deltas of every /proc/net/snmp and /proc/net/netstat counter in the dut namespace,
-  - the drop reasons of the skb:kfree_skb tracepoint (IPv4 packets, whole system),
+  - the drop reasons of the skb:kfree_skb tracepoint (IPv4 packets, whole system) and the
+    events of the icmp:icmp_send tracepoint,
 
 and the scenario passes when both runs agree. In the Rust run it also checks that the module
 handled the traffic and that its own counters (/proc/net/rust_icmp) match the MIB deltas.
@@ -67,6 +68,7 @@ class Result:
         self.mib = {}
         self.module = None
         self.drops = []
+        self.sends = []
         self.obs = {}
         self.error = None
 
@@ -91,7 +93,7 @@ def run_once(sc):
                 if sc.observe:
                     topo.obs.update(sc.observe(topo))
             finally:
-                r.drops = trace.stop()
+                r.drops, r.sends = trace.stop()
                 for s_ in topo.keep:
                     s_.close()
             r.obs = dict(topo.obs)
@@ -145,6 +147,8 @@ def compare(sc, c, rust):
                         " ".join(f"{k}=({a},{b})" for k, (a, b) in diff.items()))
     if c.drops != rust.drops:
         problems.append(f"drop reasons differ: C {c.drops} Rust {rust.drops}")
+    if c.sends != rust.sends:
+        problems.append(f"icmp:icmp_send events differ: C {c.sends} Rust {rust.sends}")
     for k in sorted(set(c.obs) | set(rust.obs)):
         if c.obs.get(k) != rust.obs.get(k):
             problems.append(f"observation {k!r} differs: C {c.obs.get(k)!r} Rust {rust.obs.get(k)!r}")
@@ -185,5 +189,6 @@ def run_differential(ktap, scenarios):
         if not problems:
             ktap.diag(f"{sc.name}: {len(c.packets)} packets, MIB {_fmt_counters(c.mib)}"
                       f"{', drops ' + ','.join(c.drops) if c.drops else ''}"
+                      f"{', icmp_send ' + str(len(c.sends)) if c.sends else ''}"
                       f"{', ' + repr(c.obs) if c.obs else ''}")
         ktap.result(not problems, sc.name, "\n".join(problems))

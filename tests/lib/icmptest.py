@@ -527,8 +527,11 @@ def unload_module():
 # Drop reasons (skb:kfree_skb tracepoint)
 
 class DropTrace:
-    """Records `skb:kfree_skb` events: the reason of every dropped IPv4 packet. Uses its own
-    tracing instance, so the function tracer (FunctionCount) can run meanwhile."""
+    """Records two tracepoints in a tracing instance of its own (so that FunctionCount can
+    use the main buffer meanwhile): `skb:kfree_skb`, the reason of every dropped IPv4
+    packet, and `icmp:icmp_send`, every ICMP error `__icmp_send` decided to send."""
+
+    EVENTS = ("skb/kfree_skb", "icmp/icmp_send")
 
     def __init__(self):
         self.dir = f"{TRACING}/instances/rust_icmp_drops"
@@ -536,28 +539,34 @@ class DropTrace:
         if self.available and not os.path.isdir(self.dir):
             os.mkdir(self.dir)
 
+    def _enable(self, on):
+        for ev in self.EVENTS:
+            path = f"{self.dir}/events/{ev}/enable"
+            if os.path.exists(path):
+                with open(path, "w") as f:
+                    f.write("1" if on else "0")
+
     def start(self):
         if not self.available:
             return
         with open(f"{self.dir}/trace", "w"):
             pass
-        with open(f"{self.dir}/events/skb/kfree_skb/enable", "w") as f:
-            f.write("1")
+        self._enable(True)
 
     def stop(self):
-        """Returns the sorted reasons of IPv4 drops since `start`."""
+        """Returns the sorted reasons of IPv4 drops since `start`, then the icmp_send events
+        (without the skb address)."""
         if not self.available:
-            return []
-        with open(f"{self.dir}/events/skb/kfree_skb/enable", "w") as f:
-            f.write("0")
-        events = []
+            return [], []
+        self._enable(False)
+        drops, sends = [], []
         with open(f"{self.dir}/trace") as f:
             for line in f:
-                if "kfree_skb:" not in line or "protocol=2048" not in line:
-                    continue
-                reason = line.rsplit("reason:", 1)[-1].strip()
-                events.append(reason)
-        return sorted(events)
+                if "kfree_skb:" in line and "protocol=2048" in line:
+                    drops.append(line.rsplit("reason:", 1)[-1].strip())
+                elif "icmp_send:" in line:
+                    sends.append(line.split("icmp_send:", 1)[1].split(" skbaddr=")[0].strip())
+        return sorted(drops), sorted(sends)
 
 
 class FunctionCount:
