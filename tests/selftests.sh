@@ -1,0 +1,152 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# The kernel's own ICMP-related selftests (tools/testing/selftests/net of the 6.12 tree we
+# build), each run twice in this boot: with the built-in ICMP code, then with rust_icmp
+# loaded (its receive handler and its live patch of __icmp_send). The outcome of every case
+# ("TEST: ... [ OK ]" line, or the script's exit code for icmp.sh) must be the same both
+# times. A case that fails with the built-in code too is an environment problem of this VM,
+# reported as such with its name, never hidden.
+#
+#   tests/selftests.sh [NAME...]     NAME as in the table below (default: all)
+#   tests/selftests.sh --quick       the ones make check runs (about 5 minutes in all)
+#
+# Prints KTAP (each run's output nested as "# " lines), then a table, and the summary line.
+# Logs: build/selftests/logs/.
+set -u
+. "$(dirname "$0")/lib.sh"
+require_vm selftests.sh
+
+NET=$TOP/build/linux-src/tools/testing/selftests/net
+LOGS=$TOP/build/selftests/logs
+# nettest, and a modprobe that knows what is built into the test kernel
+export PATH=$TOP/build/selftests:$TESTS_DIR/lib/bin:$PATH
+mkdir -p "$LOGS"
+
+# pmtu.sh's cases whose path MTU comes from an ICMPv4 "fragmentation needed": IPv4 routes,
+# and IPv4 or IPv6 over tunnels whose outer header is IPv4 (two runs, to keep each short).
+PMTU_ROUTES="pmtu_ipv4_exception pmtu_ipv4_dscp_icmp_exception pmtu_ipv4_dscp_udp_exception
+	pmtu_ipv4_route_change pmtu_ipv4_mp_exceptions cleanup_ipv4_exception
+	list_flush_ipv4_exception"
+PMTU_TUNNELS="pmtu_ipv4_vxlan4_exception pmtu_ipv6_vxlan4_exception
+	pmtu_ipv4_geneve4_exception pmtu_ipv6_geneve4_exception pmtu_ipv4_br_vxlan4_exception
+	pmtu_ipv6_br_vxlan4_exception pmtu_ipv4_br_geneve4_exception
+	pmtu_ipv6_br_geneve4_exception pmtu_ipv4_fou4_exception pmtu_ipv6_fou4_exception
+	pmtu_ipv4_gue4_exception pmtu_ipv6_gue4_exception pmtu_ipv4_ipv4_exception
+	pmtu_ipv6_ipv4_exception"
+# fcnal-test.sh calls wait_local_port_listen, which only net_helper.sh defines; without it
+# its UDP servers race their clients.
+FCNAL="source ./net_helper.sh; export -f wait_local_port_listen; ./fcnal-test.sh"
+
+# name | directory | command | which TEST lines count (a grep -E pattern)
+SELFTESTS=(
+	"icmp.sh|$NET|./icmp.sh|"
+	"icmp_redirect.sh|$NET|./icmp_redirect.sh|^TEST: IPv4"
+	"pmtu.sh-routes|$NET|./pmtu.sh $(echo $PMTU_ROUTES)|^TEST:"
+	"pmtu.sh-tunnels|$NET|./pmtu.sh $(echo $PMTU_TUNNELS)|^TEST:"
+	"fcnal-test.sh-ipv4_ping|$NET|bash -c '$FCNAL -t ipv4_ping'|^TEST:"
+	"fcnal-test.sh-ipv4_udp|$NET|bash -c '$FCNAL -t ipv4_udp'|^TEST:"
+	"vrf_route_leaking.sh|$NET|./vrf_route_leaking.sh -4|^TEST:"
+	"router_broadcast.sh|$NET/forwarding|./router_broadcast.sh|^TEST:"
+	"traceroute4|$TESTS_DIR|./selftest_traceroute4.sh|^TEST:"
+)
+
+# The quick ones, for make check: a few minutes, and between them the INADDR_DUMMY source
+# of an error, errors from VRF routes, replies to broadcasts, and traceroute.
+QUICK=(icmp.sh traceroute4 router_broadcast.sh vrf_route_leaking.sh)
+want=("$@")
+[[ ${1:-} == --quick ]] && want=("${QUICK[@]}")
+selected() { ((${#want[@]} == 0)) || [[ " ${want[*]} " == *" $1 "* ]]; }
+
+# Runs one selftest; prints "rc" then one "status<TAB>case" line per counted case.
+run_one() { # name dir cmd pattern mode
+	local name=$1 dir=$2 cmd=$3 pattern=$4 mode=$5 log=$LOGS/$1.$5.log rc
+	(cd "$dir" && timeout "${SELFTEST_TIMEOUT:-2400}" bash -c "$cmd") >"$log" 2>&1
+	rc=$?
+	echo "$rc"
+	if [[ -z $pattern ]]; then
+		printf '%s\t%s\n' "$([[ $rc == 0 ]] && echo OK || echo FAIL)" "$name"
+	else
+		grep -E "$pattern" "$log" |
+			sed -nE 's/^TEST: (.*[^ ]) *\[ *(OK|FAIL|SKIP|XFAIL) *\].*/\2\t\1/p'
+	fi
+}
+
+n_sel=0
+for entry in "${SELFTESTS[@]}"; do selected "${entry%%|*}" && n_sel=$((n_sel + 1)); done
+echo "TAP version 13"
+echo "# selftests.sh: the kernel's ICMP selftests, built-in vs rust_icmp"
+echo "1..$n_sel"
+
+module_loaded && unload_module
+table=()
+pass=0 fail=0 skip=0 n=0
+for entry in "${SELFTESTS[@]}"; do
+	IFS='|' read -r name dir cmd pattern <<<"$entry"
+	selected "$name" || continue
+	n=$((n + 1))
+	start=$SECONDS
+	builtin=$(run_one "$name" "$dir" "$cmd" "$pattern" builtin)
+	t_builtin=$((SECONDS - start))
+	if ! load_module >/dev/null 2>&1; then
+		echo "# $name: could not load rust_icmp"
+		echo "not ok $n $name"
+		fail=$((fail + 1))
+		continue
+	fi
+	start=$SECONDS
+	rust=$(run_one "$name" "$dir" "$cmd" "$pattern" rust)
+	t_rust=$((SECONDS - start))
+	unload_module >/dev/null 2>&1
+
+	cases_b=$(tail -n +2 <<<"$builtin") cases_r=$(tail -n +2 <<<"$rust")
+	count() { grep -c "^$1	" <<<"$2"; }
+	summary_b="$(count OK "$cases_b") ok, $(count FAIL "$cases_b") fail"
+	summary_r="$(count OK "$cases_r") ok, $(count FAIL "$cases_r") fail"
+	for s in SKIP XFAIL; do
+		c=$(count $s "$cases_b")
+		((c)) && summary_b+=", $c ${s,,}"
+		c=$(count $s "$cases_r")
+		((c)) && summary_r+=", $c ${s,,}"
+	done
+	summary_b+=" (rc ${builtin%%$'\n'*}, ${t_builtin}s)"
+	summary_r+=" (rc ${rust%%$'\n'*}, ${t_rust}s)"
+	echo "# $name: built-in: $summary_b; rust_icmp: $summary_r"
+
+	if [[ -z $cases_b ]]; then
+		echo "# $name: no test case ran with the built-in code; see $LOGS/$name.builtin.log"
+		tail -n 5 "$LOGS/$name.builtin.log" | sed 's/^/#   /'
+		echo "ok $n $name # SKIP nothing ran"
+		skip=$((skip + 1))
+		table+=("$name|$summary_b|$summary_r|skip: nothing ran")
+	elif [[ $cases_b != "$cases_r" ]]; then
+		echo "# $name: outcomes differ (built-in < > rust_icmp):"
+		diff <(echo "$cases_b") <(echo "$cases_r") | grep '^[<>]' | sed 's/^/#   /'
+		echo "not ok $n $name"
+		fail=$((fail + 1))
+		table+=("$name|$summary_b|$summary_r|DIFFER")
+	elif grep -q '^FAIL	' <<<"$cases_b"; then
+		echo "# $name: equal; these cases fail with the built-in code too (environment):"
+		grep '^FAIL	' <<<"$cases_b" | cut -f2 | sed 's/^/#   /'
+		echo "ok $n $name # equal, environment failures listed above"
+		pass=$((pass + 1))
+		table+=("$name|$summary_b|$summary_r|equal (env failures)")
+	else
+		echo "ok $n $name"
+		pass=$((pass + 1))
+		table+=("$name|$summary_b|$summary_r|equal")
+	fi
+done
+
+{
+	printf '%-26s | %-42s | %-42s | %s\n' selftest built-in rust_icmp verdict
+	for row in "${table[@]}"; do
+		IFS='|' read -r a b c d <<<"$row"
+		printf '%-26s | %-42s | %-42s | %s\n' "$a" "$b" "$c" "$d"
+	done
+} | tee "$TOP/build/selftests/table.txt" | sed 's/^/# /'
+
+line="$pass passed, $fail failed"
+((skip)) && line+=", $skip skipped"
+echo "$line"
+((fail)) && exit $KSFT_FAIL
+exit $KSFT_PASS
