@@ -4,7 +4,12 @@
 : "${top:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 BUILD=${BUILD:-$top/build}
 TOOLS=$BUILD/tools
-KDIR=${KDIR:-$BUILD/kernel}
+# DEBUG=1 selects the debug flavour of the test kernel (linux/config/debug.config).
+if [[ ${DEBUG:-0} == 1 ]]; then
+	KDIR=${KDIR:-$BUILD/kernel-debug}
+else
+	KDIR=${KDIR:-$BUILD/kernel}
+fi
 
 # The toolchain pinned in rust-toolchain.toml, passed explicitly to every rustc/cargo call
 # (the kernel tree under build/ is outside rustup's directory lookup).

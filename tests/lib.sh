@@ -5,7 +5,8 @@
 
 TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOP=$(cd "$TESTS_DIR/.." && pwd)
-MODULE=$TOP/rust_icmp.ko
+# The module under test: the default build, or the one built for the kernel that runs.
+MODULE=${RUST_ICMP_MODULE:-$TOP/rust_icmp.ko}
 TRACING=/sys/kernel/tracing
 
 KSFT_PASS=0

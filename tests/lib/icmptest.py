@@ -17,7 +17,7 @@ import sys
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MODULE = os.path.join(TOP, "rust_icmp.ko")
+MODULE = os.environ.get("RUST_ICMP_MODULE") or os.path.join(TOP, "rust_icmp.ko")
 TRACING = "/sys/kernel/tracing"
 
 # ---------------------------------------------------------------------------------------
