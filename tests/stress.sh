@@ -1,0 +1,59 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# The robustness run (make stress; a shorter one in make check), meant for the debug kernel
+# (KASAN, UBSAN, lockdep, PROVE_RCU, kmemleak, fault injection: make kernel DEBUG=1):
+#
+#   fuzz.sh        random and malformed ICMP into the dut: volume with rust_icmp, and the
+#                  same seeded sequence to the built-in code and to rust_icmp, compared
+#   hotswap.py     load/unload cycles while echo requests (each accounted) and datagrams
+#                  to a closed port flow; every request answered exactly once
+#   failures.sh    each allocation of insmod's init failed in turn; nothing left behind
+#
+# run through run_all.sh, which fails a test on any splat in the kernel log. Then a last
+# kmemleak scan over the whole run, and a summary:
+#   packets fuzzed, splats, leaks, swap cycles, requests, replies, lost replies
+# The exit status is non-zero on any failed test, splat, leak, or loss beyond the built-in
+# code's under the same load.
+#
+#   tests/stress.sh [short]     short: the variant make check runs (CI's time budget)
+set -u
+. "$(dirname "$0")/lib.sh"
+require_vm stress.sh
+
+if [[ ${1:-} == short ]]; then
+	export FUZZ_COUNT=${FUZZ_COUNT:-100000} FUZZ_DIFF_COUNT=${FUZZ_DIFF_COUNT:-10000}
+	export HOTSWAP_CYCLES=${HOTSWAP_CYCLES:-20}
+else
+	export FUZZ_COUNT=${FUZZ_COUNT:-1000000} FUZZ_DIFF_COUNT=${FUZZ_DIFF_COUNT:-20000}
+	export HOTSWAP_CYCLES=${HOTSWAP_CYCLES:-200}
+fi
+kmemleak=/sys/kernel/debug/kmemleak
+[[ -w $kmemleak ]] && echo clear >"$kmemleak"
+
+out=$("$TESTS_DIR/run_all.sh" fuzz.sh hotswap.py failures.sh 2>&1 | tee /dev/stderr)
+rc=${PIPESTATUS[0]}
+
+# "# stress: key=value" lines of the tests, nested once by run_all.sh.
+figure() { sed -n "s/^# # stress: $1=\([0-9]*\).*/\1/p" <<<"$out" | awk '{ s += $1 } END { print s + 0 }'; }
+splats=$(grep -c '^# .*: kernel splat:' <<<"$out")
+leaks=0
+if [[ -w $kmemleak ]]; then
+	sleep 6
+	echo scan >"$kmemleak"
+	sleep 1
+	echo scan >"$kmemleak"
+	leaks=$(grep -c '^unreferenced object' "$kmemleak")
+	((leaks)) && head -n 60 "$kmemleak" | sed 's/^/# kmemleak: /'
+else
+	leaks="n/a (no kmemleak in this kernel)"
+fi
+lost=$(figure lost)
+echo "# stress summary ($(uname -r), $(nproc) CPUs):"
+printf '#   %-24s %s\n' "packets fuzzed" "$(figure fuzzed)" "splats" "$splats" "leaks" "$leaks" \
+	"swap cycles" "$(figure cycles)" "echo requests" "$(figure requests)" \
+	"echo replies" "$(figure replies)" "lost replies" "$lost (allowed: $(figure allowed))" \
+	"insmod failures injected" "$(figure injected)"
+tail -n 1 <<<"$out"
+[[ $leaks =~ ^[0-9]+$ ]] && ((leaks)) && rc=1
+((splats)) && rc=1
+exit "$rc"
