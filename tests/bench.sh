@@ -1,0 +1,334 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# The benchmark of `make bench`, run inside the VM: the built-in C ICMP and rust_icmp side by
+# side in one boot. tools/bench/run boots one VM per vCPU count and runs this script in each;
+# tools/bench/report.py turns what it records into build/bench/report.{md,json} and a plot.
+#
+#   tests/bench.sh      (in the VM: qemu/run tests/bench.sh)
+#
+# Namespace `peer` (10.0.1.1) floods namespace `dut` (10.0.1.2) over a veth pair with
+# tools/icmpflood. Each round runs every workload once with the built-in code and once with
+# rust_icmp loaded; the order alternates from round to round (C, Rust, then Rust, C...), so
+# that a drift of the machine's speed during the run (the host is shared) hits both alike and
+# the module is loaded or unloaded only once per round. The module is loaded and unloaded
+# only while no traffic flows (see "The VM" in README.md: multi-threaded TCG and live
+# patching under traffic do not mix).
+#
+# Workloads (BENCH_WORKLOADS, default all):
+#   echo56, echo1400  echo requests with 56 / 1400 payload bytes, 8 identifiers, one sender
+#                     thread per vCPU, for BENCH_SECONDS: the dut's IcmpOutEchoReps delta
+#                     and the replies icmpflood received
+#   udp               UDP datagrams to a closed port of the dut with its ICMP rate limits
+#                     lifted: the dut's IcmpOutDestUnreachs delta, port unreachables received
+#   rtt               BENCH_RTT_COUNT echo requests, one at a time, 2 ms apart: RTT percentiles
+#   alloc             kmem tracepoint events (kmalloc, kmem_cache_alloc, mm_page_alloc) per
+#                     echo reply: perf stat, system-wide, over N and 2N echo round trips (the
+#                     difference leaves out icmpflood's own start and exit), and, with a stack
+#                     trace per event, those made inside the ICMP code (a stack through C's
+#                     icmp_rcv or through rust_icmp). Toggling tracepoints patches kernel
+#                     text, so tools/bench/run asks for this only in its 1-vCPU boot.
+# and, at each load of the module, the memory it takes (/proc/modules, SUnreclaim, Percpu),
+# plus `size` of rust_icmp.ko once per boot.
+#
+# Every result is one JSON object per line in $BENCH_OUT/raw-smp<vCPUs>.jsonl; a failed run
+# is a line with "error" instead, and the benchmark goes on. The exit status is 0 unless the
+# setup itself failed: the numbers are not judged here.
+set -u
+. "$(dirname "$0")/lib.sh"
+require_vm bench.sh
+
+OUT=${BENCH_OUT:-$TOP/build/bench}
+ROUNDS=${BENCH_ROUNDS:-5}
+SECS=${BENCH_SECONDS:-2}
+RTT_COUNT=${BENCH_RTT_COUNT:-200}
+ALLOC_N=${BENCH_ALLOC_N:-500}
+# Echo requests whose allocations are attributed from stack traces (each event is kept in
+# the trace buffer with its stack, so fewer).
+ALLOC_TRACED=${BENCH_ALLOC_TRACED:-100}
+WORKLOADS=${BENCH_WORKLOADS:-echo56 echo1400 udp rtt alloc}
+FLOOD=${ICMPFLOOD:-$TOP/build/tools/icmpflood/release/icmpflood}
+VCPUS=$(nproc)
+RAW=$OUT/raw-smp$VCPUS.jsonl
+DUT=10.0.1.2
+
+mkdir -p "$OUT" || exit 1
+: >"$RAW" || exit 1
+[[ -x $FLOOD ]] || { echo "bench: $FLOOD missing: build tools/icmpflood first" >&2; exit 1; }
+
+# A JSON string from any text: backslashes, quotes, control characters made harmless.
+json_str() {
+	local s=${1//\\/\\\\}
+	s=${s//\"/\\\"}
+	s=$(printf '%s' "$s" | tr '\n\t\r' '   ' | tr -d '\000-\037')
+	printf '"%s"' "$s"
+}
+
+# emit FIELD...: one record, a JSON object on one line, from '"name": value' strings.
+emit() {
+	local f line="{\"vcpus\": $VCPUS"
+	for f; do line+=", $f"; done
+	echo "$line}" >>"$RAW"
+}
+
+# The dut's counters, one "Name value" a line: every Icmp and Udp MIB counter of
+# /proc/net/snmp in its namespace, and the packets the backlogs of all CPUs dropped
+# (softnet_stat's second column, in hex; not per namespace, but nothing else runs).
+counters() {
+	ip netns exec dut awk '
+		$1 == "Icmp:" || $1 == "Udp:" {
+			p = substr($1, 1, length($1) - 1)
+			if (!(p in seen)) { seen[p] = 1; for (i = 2; i <= NF; i++) name[p, i] = $i }
+			else for (i = 2; i <= NF; i++) print p name[p, i], $i
+		}' /proc/net/snmp
+	local drops=0 f
+	while read -r -a f; do drops=$((drops + 16#${f[1]})); done </proc/net/softnet_stat
+	echo "BacklogDrops $drops"
+}
+
+# counter_delta BEFORE AFTER: a JSON object of the counters that changed.
+counter_delta() {
+	join <(sort <<<"$1") <(sort <<<"$2") | awk '
+		BEGIN { printf "{" }
+		$3 != $2 { printf "%s\"%s\": %d", n++ ? ", " : "", $1, $3 - $2 }
+		END { printf "}" }'
+}
+
+meminfo() { awk '$1 ~ /^(MemFree|Slab|SUnreclaim|Percpu):$/ { print substr($1, 1, length($1) - 1), $2 }' /proc/meminfo; }
+
+# Runs icmpflood with a watchdog; its JSON on stdout, or its error on stdout and status 1.
+flood() {
+	local out err=/tmp/bench.err
+	if out=$(timeout -k 5 $((${SECS%.*} + 120)) "$FLOOD" "$@" 2>"$err"); then
+		echo "$out"
+	else
+		echo "icmpflood $1 failed (status $?): $(tail -n 3 "$err")"
+		return 1
+	fi
+}
+
+setup() {
+	local ns k
+	for ns in peer dut; do
+		ip netns del $ns 2>/dev/null
+		ip netns add $ns || return
+		ip -n $ns link set lo up
+	done
+	ip link add veth0 netns peer type veth peer name veth0 netns dut || return
+	ip -n peer addr add 10.0.1.1/24 dev veth0
+	ip -n dut addr add $DUT/24 dev veth0
+	for ns in peer dut; do ip -n $ns link set veth0 up || return; done
+	# Port unreachables are rate limited per peer (icmp_ratelimit: 1000 ms between
+	# messages, after a burst of 6) and for the whole namespace (icmp_msgs_per_sec/burst:
+	# 1000/s, 50): lift both, so that the udp workload measures how fast the dut builds
+	# them. The checks themselves still run, in C and in Rust.
+	for k in icmp_ratelimit=0 icmp_msgs_per_sec=1000000000 icmp_msgs_burst=1000000000; do
+		ip netns exec dut sysctl -q -w "net.ipv4.$k" || return
+	done
+	# Resolve the neighbours before the first measurement.
+	ip netns exec peer ping -c 1 -W 5 $DUT >/dev/null
+}
+
+# The module's memory once loaded: its size in /proc/modules (code and data) and what the
+# slab (SUnreclaim) and per-CPU allocators hold more than before (sockets, counters...).
+# MemFree moves with everything else, so only for the record.
+load_rust() {
+	local before after t0 t1 modsize
+	sync
+	sleep 0.5
+	before=$(meminfo)
+	t0=$(date +%s%N)
+	load_module || return
+	t1=$(date +%s%N)
+	sleep 0.5
+	after=$(meminfo)
+	modsize=$(awk '$1 == "rust_icmp" { print $2 }' /proc/modules)
+	emit '"kind": "load"' "\"round\": $round" "\"load_ms\": $(((t1 - t0) / 1000000))" \
+		"\"module_bytes\": ${modsize:-0}" "\"meminfo_kb\": $(counter_delta "$before" "$after")"
+}
+
+unload_rust() {
+	local t0 t1
+	t0=$(date +%s%N)
+	unload_module || return
+	t1=$(date +%s%N)
+	emit '"kind": "unload"' "\"round\": $round" "\"unload_ms\": $(((t1 - t0) / 1000000))"
+}
+
+switch_to() { # c|rust
+	if [[ $1 == rust ]]; then
+		module_loaded || load_rust
+	else
+		! module_loaded || unload_rust
+	fi
+}
+
+# Each workload prints the JSON fields of its record, or an error message and status 1.
+run_flood() { # echo|udp SIZE
+	local before after out
+	before=$(counters)
+	out=$(flood "$1" peer $DUT --size "$2" --flows 8 --threads "$VCPUS" --seconds "$SECS") ||
+		{ echo "$out"; return 1; }
+	after=$(counters)
+	printf '"flood": %s, "dut": %s' "$out" "$(counter_delta "$before" "$after")"
+}
+
+run_rtt() {
+	local out
+	out=$(flood rtt peer $DUT --size 56 --count "$RTT_COUNT" --interval-ms 2) ||
+		{ echo "$out"; return 1; }
+	printf '"rtt": %s' "$out"
+}
+
+# perf stat -x, prints "count,unit,event,..." a line: the counted kmem events as JSON fields
+# (an event perf could not count, "<not counted>", is left out).
+perf_counts() {
+	awk -F, '$3 ~ /^kmem:/ && $1 ~ /^[0-9]+$/ {
+		sub(/^kmem:/, "", $3); printf "%s\"%s\": %s", (n++ ? ", " : ""), $3, $1
+	}' "$1"
+}
+
+# Counts kmem events of the trace whose stack passes through the ICMP code, per event and
+# per allocation site (call_site; "page" for mm_page_alloc): JSON fields.
+traced_allocs() {
+	awk '
+		function flush() {
+			if (ev != "" && icmp) { n[ev]++; site[ev ":" cs]++ }
+			ev = ""; icmp = 0
+		}
+		/ (kmalloc|kmem_cache_alloc|mm_page_alloc): / {
+			flush()
+			for (i = 1; i <= NF; i++)
+				if ($i ~ /^(kmalloc|kmem_cache_alloc|mm_page_alloc):$/) {
+					ev = substr($i, 1, length($i) - 1); break
+				}
+			cs = "page"
+			for (; i <= NF; i++)
+				if ($i ~ /^call_site=/) { cs = substr($i, 11); sub(/\+.*/, "", cs); break }
+			total++
+			next
+		}
+		/^ => / { if ($2 == "icmp_rcv" || $2 ~ /rust_icmp/) icmp = 1; next }
+		END {
+			flush()
+			printf "\"traced_events\": %d, \"in_icmp\": {", total
+			k = 0
+			for (e in n) printf "%s\"%s\": %d", k++ ? ", " : "", e, n[e]
+			printf "}, \"in_icmp_sites\": {"
+			k = 0
+			for (s in site) printf "%s\"%s\": %d", k++ ? ", " : "", s, site[s]
+			printf "}"
+		}' "$TRACING/trace"
+}
+
+run_alloc() {
+	local n before after out fields="" overrun e
+	local events=kmem:kmalloc,kmem:kmem_cache_alloc,kmem:mm_page_alloc
+	command -v perf >/dev/null || { echo "perf is not installed"; return 1; }
+	for n in "$ALLOC_N" $((2 * ALLOC_N)); do
+		before=$(counters)
+		if ! perf stat -a -x, -e "$events" -o /tmp/bench.perf -- \
+			timeout -k 5 120 "$FLOOD" rtt peer $DUT --count "$n" --interval-ms 0 \
+			>/tmp/bench.out 2>/tmp/bench.err; then
+			echo "perf stat failed: $(tail -n 3 /tmp/bench.err /tmp/bench.perf)"
+			return 1
+		fi
+		after=$(counters)
+		fields+=$(printf '"perf_%d": {%s}, "dut_%d": %s, ' "$n" \
+			"$(perf_counts /tmp/bench.perf)" \
+			"$n" "$(counter_delta "$before" "$after")")
+	done
+	# The same requests again with a stack trace recorded for every kmem event.
+	echo 0 >"$TRACING/tracing_on"
+	echo 8192 >"$TRACING/buffer_size_kb"
+	echo >"$TRACING/trace"
+	for e in kmalloc kmem_cache_alloc mm_page_alloc; do echo 1 >"$TRACING/events/kmem/$e/enable"; done
+	echo 1 >"$TRACING/options/stacktrace"
+	echo 1 >"$TRACING/tracing_on"
+	before=$(counters)
+	out=$(flood rtt peer $DUT --count "$ALLOC_TRACED" --interval-ms 0)
+	local status=$?
+	after=$(counters)
+	echo 0 >"$TRACING/tracing_on"
+	echo 0 >"$TRACING/options/stacktrace"
+	for e in kmalloc kmem_cache_alloc mm_page_alloc; do echo 0 >"$TRACING/events/kmem/$e/enable"; done
+	overrun=$(awk '$1 == "overrun:" { s += $2 } END { print s + 0 }' "$TRACING"/per_cpu/cpu*/stats)
+	fields+=$(traced_allocs)
+	echo >"$TRACING/trace"
+	echo 1 >"$TRACING/tracing_on"
+	((status == 0)) || { echo "$out"; return 1; }
+	printf '"n": %d, %s, "traced_n": %d, "traced_overrun": %d, "traced_dut": %s' \
+		"$ALLOC_N" "${fields%, }" "$ALLOC_TRACED" "$overrun" "$(counter_delta "$before" "$after")"
+}
+
+run_workload() { # name
+	case $1 in
+	echo56) run_flood echo 56 ;;
+	echo1400) run_flood echo 1400 ;;
+	udp) run_flood udp 56 ;;
+	rtt) run_rtt ;;
+	alloc) run_alloc ;;
+	*) echo "unknown workload $1"; return 1 ;;
+	esac
+}
+
+# The cost in code and data: `size` of the module and, for comparison, of the built-in
+# icmp.o when the kernel's build tree is at hand.
+record_size() {
+	local f what c_obj=${BENCH_C_OBJ:-${RUST_ICMP_KDIR:-/nonexistent}/net/ipv4/icmp.o}
+	for what in rust c; do
+		f=$MODULE
+		[[ $what == c ]] && f=$c_obj
+		[[ -f $f ]] || continue
+		size "$f" 2>/dev/null | awk -v impl=$what -v f="$f" -v bytes="$(stat -c %s "$f")" '
+			NR == 2 { printf "\"kind\": \"size\", \"impl\": \"%s\", \"file\": \"%s\", \"file_bytes\": %d, \"text\": %d, \"data\": %d, \"bss\": %d\n", impl, f, bytes, $1, $2, $3 }' |
+			while read -r line; do emit "$line"; done
+	done
+}
+
+echo "bench: $VCPUS vCPUs, $ROUNDS rounds of: $WORKLOADS (${SECS}s floods), module $MODULE"
+module_loaded && unload_module
+setup || { echo "bench: network setup failed" >&2; exit 1; }
+emit '"kind": "meta"' "\"kernel\": $(json_str "$(uname -r)")" \
+	"\"accel\": $(json_str "${BENCH_ACCEL:-unknown}")" "\"rounds\": $ROUNDS" \
+	"\"seconds\": $SECS" "\"workloads\": $(json_str "$WORKLOADS")" \
+	"\"module\": $(json_str "$MODULE")" "\"date\": $(json_str "$(date -u +%FT%TZ)")" \
+	"\"host_load\": $(json_str "${BENCH_HOST_LOAD:-}")"
+record_size
+dmesg -C
+
+for ((round = 1; round <= ROUNDS; round++)); do
+	order="c rust"
+	((round % 2)) || order="rust c"
+	for impl in $order; do
+		if ! msg=$(switch_to "$impl" 2>&1); then
+			for w in $WORKLOADS; do
+				emit '"kind": "run"' "\"round\": $round" "\"impl\": \"$impl\"" "\"workload\": \"$w\"" \
+					"\"error\": $(json_str "switching to $impl failed: $msg")"
+			done
+			echo "bench: round $round: switching to $impl failed: $msg"
+			continue
+		fi
+		for w in $WORKLOADS; do
+			t0=$SECONDS
+			if out=$(run_workload "$w"); then
+				emit '"kind": "run"' "\"round\": $round" "\"impl\": \"$impl\"" "\"workload\": \"$w\"" "$out"
+				echo "bench: round $round $impl $w: ok ($((SECONDS - t0)) s)"
+			else
+				emit '"kind": "run"' "\"round\": $round" "\"impl\": \"$impl\"" "\"workload\": \"$w\"" \
+					"\"error\": $(json_str "$out")"
+				echo "bench: round $round $impl $w: FAILED: $out"
+			fi
+			sleep 0.2
+		done
+	done
+done
+
+module_loaded && unload_module
+# A splat in the kernel log makes every number of this boot suspect: the report says so.
+splats=$(dmesg | grep -E 'WARNING:|BUG:|Oops|Kernel panic|panicked at|general protection|refcount_t:|detected stall|suspicious RCU usage' | head -n 5)
+emit '"kind": "kernel_log"' "\"splats\": $(json_str "$splats")"
+[[ -n $splats ]] && echo "bench: kernel log: $splats"
+ip netns del peer
+ip netns del dut
+echo "bench: $(grep -c '"error"' "$RAW") failed runs; results in $RAW"
+exit 0

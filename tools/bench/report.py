@@ -1,0 +1,566 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""The report of `make bench`: build/bench/report.md, report.json and rounds.png from the
+records tests/bench.sh wrote, one JSON object a line, in each boot.
+
+    report.py --out DIR --boot VCPUS:STATUS:RAW.jsonl [--boot ...]
+
+STATUS is the boot's exit status (qemu/run's): a boot that failed is reported as failed,
+with whatever it recorded before. Every metric is reported per vCPU count as the median of
+its rounds for C and for Rust, their ratio (Rust/C), the spread of each ((max - min) /
+median) and the range of the per-round ratios: C and Rust of one round ran back to back, so
+their ratio is the least disturbed by a host whose speed drifts. A run that failed is listed
+with its error and left out of the medians; the report is written whatever failed.
+
+Needs Debian's python3 with python3-matplotlib for the plot (without it, no plot and a note).
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+
+IMPLS = ("c", "rust")
+ALLOC_EVENTS = ("kmalloc", "kmem_cache_alloc", "mm_page_alloc")
+
+
+def dget(d, *keys, default=None):
+    """d[k1][k2]..., or default where a level is missing."""
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+# Each measured metric: (id, group, title, unit, higher-is-better, workload, extractor).
+# An extractor maps one run record to a number, or None if the record lacks it.
+def _rate(counter):
+    def f(r):
+        n, secs = dget(r, "dut", counter, default=0), dget(r, "flood", "seconds")
+        return n / secs if secs else None
+    return f
+
+
+def _per_busy(counter):
+    """Messages per second of busy vCPU time (icmpflood's cpu_busy_pct over its send window).
+    The guest's accounting is tick based: a vCPU the host did not run loses its ticks, so
+    this rate shrugs off most of what a busy host takes away, which the plain rate does not."""
+    def f(r):
+        n, secs = dget(r, "dut", counter, default=0), dget(r, "flood", "seconds")
+        busy = dget(r, "flood", "cpu_busy_pct")
+        if not secs or not busy or sum(busy) <= 0:
+            return None
+        return n / (sum(busy) / 100 * secs)
+    return f
+
+
+def _rx_rate(r):
+    return dget(r, "flood", "received_per_sec")
+
+
+def _rtt(field):
+    def f(r):
+        if dget(r, "rtt", "answered", default=0) == 0:
+            return None
+        return dget(r, "rtt", field)
+    return f
+
+
+def _alloc_per_reply(events):
+    """kmem events per echo reply: counts over 2N round trips minus those over N, divided
+    by the replies in between (what icmpflood's start and exit cost cancels out)."""
+    def f(r):
+        n = r.get("n")
+        if not n:
+            return None
+        small, big = r.get(f"perf_{n}"), r.get(f"perf_{2 * n}")
+        replies = (dget(r, f"dut_{2 * n}", "IcmpOutEchoReps", default=0)
+                   - dget(r, f"dut_{n}", "IcmpOutEchoReps", default=0))
+        if not small or not big or replies <= 0 or any(e not in small or e not in big
+                                                       for e in events):
+            return None
+        return sum(big[e] - small[e] for e in events) / replies
+    return f
+
+
+def _alloc_in_icmp(r):
+    replies = dget(r, "traced_dut", "IcmpOutEchoReps", default=0)
+    if replies <= 0 or "in_icmp" not in r or r.get("traced_overrun", 0):
+        return None
+    return sum(r["in_icmp"].values()) / replies
+
+
+METRICS = [
+    ("echo56", "Echo-reply throughput", "echo replies/s, 56 B payload (dut IcmpOutEchoReps)",
+     "/s", True, "echo56", _rate("IcmpOutEchoReps")),
+    ("echo56_busy", "Echo-reply throughput",
+     "echo replies per busy vCPU-second, 56 B (corrects for host contention)", "/s", True,
+     "echo56", _per_busy("IcmpOutEchoReps")),
+    ("echo56_rx", "Echo-reply throughput", "echo replies/s, 56 B, received by the sender",
+     "/s", True, "echo56", _rx_rate),
+    ("echo1400", "Echo-reply throughput",
+     "echo replies/s, 1400 B payload (dut IcmpOutEchoReps)", "/s", True, "echo1400",
+     _rate("IcmpOutEchoReps")),
+    ("echo1400_busy", "Echo-reply throughput",
+     "echo replies per busy vCPU-second, 1400 B (corrects for host contention)", "/s", True,
+     "echo1400", _per_busy("IcmpOutEchoReps")),
+    ("echo1400_rx", "Echo-reply throughput", "echo replies/s, 1400 B, received by the sender",
+     "/s", True, "echo1400", _rx_rate),
+    ("unreach", "Error-generation throughput",
+     "port unreachables/s (dut IcmpOutDestUnreachs), rate limits lifted", "/s", True, "udp",
+     _rate("IcmpOutDestUnreachs")),
+    ("unreach_busy", "Error-generation throughput",
+     "port unreachables per busy vCPU-second (corrects for host contention)", "/s", True,
+     "udp", _per_busy("IcmpOutDestUnreachs")),
+    ("unreach_rx", "Error-generation throughput", "port unreachables/s received by the sender",
+     "/s", True, "udp", _rx_rate),
+    ("rtt_p50", "Latency", "echo RTT p50, one request at a time, 2 ms apart", "µs", False,
+     "rtt", _rtt("p50_us")),
+    ("rtt_p99", "Latency", "echo RTT p99", "µs", False, "rtt", _rtt("p99_us")),
+    ("alloc_total", "Allocations per echo reply",
+     "all kmem events, system-wide (request, reply, both namespaces)", "/reply", False,
+     "alloc", _alloc_per_reply(ALLOC_EVENTS)),
+] + [
+    (f"alloc_{e}", "Allocations per echo reply", f"kmem:{e}, system-wide", "/reply", False,
+     "alloc", _alloc_per_reply((e,)))
+    for e in ALLOC_EVENTS
+] + [
+    ("alloc_in_icmp", "Allocations per echo reply",
+     "kmem events inside the ICMP code (stack through icmp_rcv or rust_icmp)", "/reply", False,
+     "alloc", _alloc_in_icmp),
+]
+
+
+def load_boot(spec):
+    """--boot VCPUS:STATUS:PATH -> dict with the boot's records."""
+    vcpus, status, path = spec.split(":", 2)
+    boot = {"vcpus": int(vcpus), "status": int(status), "path": path, "meta": {},
+            "records": [], "problems": []}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    boot["records"].append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    boot["problems"].append(f"{path}:{i}: unreadable record ({e})")
+    except OSError as e:
+        boot["problems"].append(f"no results from this boot: {e}")
+    for r in boot["records"]:
+        if r.get("kind") == "meta":
+            boot["meta"] = r
+    if boot["status"] != 0:
+        boot["problems"].append(f"the VM exited with status {boot['status']} "
+                                f"(see console-smp{vcpus}.log)")
+    splats = next((r.get("splats", "").strip() for r in boot["records"]
+                   if r.get("kind") == "kernel_log"), None)
+    if splats:
+        boot["problems"].append(f"kernel log: {splats}")
+    elif splats is None and boot["records"]:
+        boot["problems"].append("the run did not finish (no final kernel-log record)")
+    return boot
+
+
+def summarize(values):
+    """Median, min, max and relative spread of the numbers in values (None: failed)."""
+    ok = [v for v in values if v is not None and math.isfinite(v)]
+    if not ok:
+        return {"median": None, "min": None, "max": None, "spread_pct": None, "n": 0}
+    med = statistics.median(ok)
+    spread = (max(ok) - min(ok)) / abs(med) * 100 if med else None
+    return {"median": med, "min": min(ok), "max": max(ok), "spread_pct": spread, "n": len(ok)}
+
+
+def ratio(a, b):
+    """a / b, for positive numbers only: a ratio of counts that came out zero or negative (a
+    difference of two noisy counts) means nothing."""
+    return a / b if a is not None and b is not None and a >= 0 and b > 0 else None
+
+
+def busy(r):
+    """Per vCPU, how busy it was while icmpflood's senders ran, in %: [cpu0, cpu1...]."""
+    return dget(r, "flood", "cpu_busy_pct")
+
+
+def busy_summary(boots):
+    """Markdown: the median busy share of each vCPU during the floods, C and Rust."""
+    parts = []
+    for b in boots:
+        per_impl = {}
+        for impl in IMPLS:
+            rows = [busy(r) for r in b["records"]
+                    if r.get("kind") == "run" and r.get("impl") == impl and "error" not in r
+                    and r.get("workload") in ("echo56", "echo1400", "udp")]
+            rows = [x for x in rows if x]
+            if rows:
+                per_impl[impl] = [statistics.median(col) for col in zip(*rows)]
+        if per_impl:
+            parts.append(f"{b['vcpus']} vCPU(s): " + ", ".join(
+                f"{'C' if impl == 'c' else 'Rust'} " + "/".join(f"{v:.0f}%" for v in vals)
+                for impl, vals in per_impl.items()))
+    if not parts:
+        return []
+    return ["How busy each vCPU was during the floods (median over floods, per vCPU): "
+            + "; ".join(parts) + ". The senders keep every vCPU busy, so a vCPU well below "
+            "100% is one the host did not run (other work on the host): that is what the "
+            "rows \"per busy vCPU-second\" correct for.", ""]
+
+
+def measured_metrics(boot, failures):
+    runs = [r for r in boot["records"] if r.get("kind") == "run"]
+    rounds = sorted({r["round"] for r in runs})
+    out = []
+    for mid, group, title, unit, higher, workload, extract in METRICS:
+        per_impl = {impl: {} for impl in IMPLS}
+        for r in runs:
+            if r.get("workload") != workload or r.get("impl") not in IMPLS:
+                continue
+            v = None if "error" in r else extract(r)
+            per_impl[r["impl"]][r["round"]] = v
+        if not any(per_impl[i] for i in IMPLS):
+            continue  # not run in this boot
+        c = [per_impl["c"].get(k) for k in rounds]
+        rust = [per_impl["rust"].get(k) for k in rounds]
+        sc, sr = summarize(c), summarize(rust)
+        paired = [ratio(b, a) for a, b in zip(c, rust)]
+        sp = summarize(paired)
+        out.append({
+            "metric": mid, "group": group, "title": title, "unit": unit,
+            "vcpus": boot["vcpus"], "better": "higher" if higher else "lower",
+            "c": sc["median"], "rust": sr["median"], "ratio": ratio(sr["median"], sc["median"]),
+            "c_min": sc["min"], "c_max": sc["max"], "c_spread_pct": sc["spread_pct"],
+            "rust_min": sr["min"], "rust_max": sr["max"], "rust_spread_pct": sr["spread_pct"],
+            "paired_ratio_min": sp["min"], "paired_ratio_max": sp["max"],
+            "rounds": rounds, "c_rounds": c, "rust_rounds": rust,
+            "c_ok": sc["n"], "rust_ok": sr["n"],
+        })
+    for r in runs:
+        if "error" in r:
+            failures.append(f"{boot['vcpus']} vCPU(s), round {r['round']}, {r.get('impl')}, "
+                            f"{r.get('workload')}: {r['error']}")
+    return out
+
+
+def scaling_metrics(metrics):
+    """Throughput with the most vCPUs over throughput with 1, for C and for Rust."""
+    out = []
+    by = {(m["metric"], m["vcpus"]): m for m in metrics}
+    counts = sorted({m["vcpus"] for m in metrics})
+    if 1 not in counts or len(counts) < 2:
+        return out
+    top = counts[-1]
+    for mid in ("echo56", "echo1400", "unreach"):
+        one, many = by.get((mid, 1)), by.get((mid, top))
+        if not one or not many:
+            continue
+        c, rust = ratio(many["c"], one["c"]), ratio(many["rust"], one["rust"])
+        out.append({
+            "metric": f"{mid}_scaling", "group": "Scaling",
+            "title": f"{many['title'].split(' (')[0]}: {top} vCPUs / 1 vCPU",
+            "unit": "x", "vcpus": top, "better": "higher", "c": c, "rust": rust,
+            "ratio": ratio(rust, c),
+        })
+    return out
+
+
+def cost_metrics(boots):
+    """What the module costs in code and memory (from the first boot that measured it)."""
+    out = []
+    sizes, loads = {}, []
+    for b in boots:
+        for r in b["records"]:
+            if r.get("kind") == "size":
+                sizes.setdefault(r["impl"], r)
+            elif r.get("kind") in ("load", "unload"):
+                loads.append(r)
+    c_obj = sizes.get("c", {}).get("file")
+    for field in ("text", "data", "bss"):
+        if "rust" in sizes:
+            c = sizes.get("c", {}).get(field)
+            out.append({
+                "metric": f"size_{field}", "group": "Cost",
+                "title": f"{field} bytes (size(1)): rust_icmp.ko"
+                         + (" vs the built-in net/ipv4/icmp.o" if c_obj else ""),
+                "unit": "B", "better": "lower", "c": c, "rust": sizes["rust"][field],
+                "ratio": ratio(sizes["rust"][field], c),
+                "note": None if c_obj else "the kernel's build tree (icmp.o) was not at hand",
+            })
+    def at_load(get):
+        return lambda r: get(r) if r.get("kind") == "load" else None
+
+    mem = [
+        ("module_bytes", "memory of the loaded module (/proc/modules: code and data)",
+         at_load(lambda r: r.get("module_bytes")), "B"),
+        ("slab_kb", "slab memory the module holds (SUnreclaim delta at load)",
+         at_load(lambda r: dget(r, "meminfo_kb", "SUnreclaim", default=0)), "kB"),
+        ("percpu_kb", "per-CPU memory the module holds (Percpu delta at load)",
+         at_load(lambda r: dget(r, "meminfo_kb", "Percpu", default=0)), "kB"),
+        ("load_ms", "insmod until the live patch transition completed",
+         at_load(lambda r: r.get("load_ms")), "ms"),
+        ("unload_ms", "scripts/unload (patch disabled, transition, rmmod)",
+         lambda r: r.get("unload_ms") if r.get("kind") == "unload" else None, "ms"),
+    ]
+    vcpu_counts = sorted({b["vcpus"] for b in boots})
+    for mid, title, get, unit in mem:
+        for n in vcpu_counts:
+            vals = [get(r) for r in loads if r["vcpus"] == n and get(r) is not None]
+            if not vals:
+                continue
+            s = summarize(vals)
+            out.append({
+                "metric": mid, "group": "Cost", "title": title, "unit": unit, "vcpus": n,
+                "better": "lower", "c": None, "rust": s["median"], "ratio": None,
+                "rust_min": s["min"], "rust_max": s["max"], "rust_rounds": vals,
+                "note": "C is built into vmlinux: nothing to load",
+            })
+    return out
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "—"
+    if isinstance(v, float) and abs(v) < 0.005:
+        v = 0.0  # no "-0.00"
+    if unit == "/s" or (isinstance(v, (int, float)) and abs(v) >= 1000):
+        return f"{v:,.0f}"
+    if unit in ("/reply", "x"):
+        return f"{v:.2f}"
+    if isinstance(v, int) or float(v).is_integer():
+        return f"{v:.0f}"
+    return f"{v:.1f}"
+
+
+def fmt_ratio(v):
+    return "—" if v is None else f"{v:.3f}"
+
+
+def fmt_spread(m, impl):
+    s = m.get(f"{impl}_spread_pct")
+    if m.get(f"{impl}_min") is None:
+        return "—"
+    rng = f"{fmt(m[f'{impl}_min'], m['unit'])}–{fmt(m[f'{impl}_max'], m['unit'])}"
+    # Relative to a median near zero (a difference of two noisy counts), a percentage is
+    # noise: the range alone says it.
+    if s is None or s > 200:
+        return f"({rng})"
+    return f"±{s / 2:.1f}% ({rng})"
+
+
+def markdown(boots, metrics, failures, no_plot):
+    lines = ["# rust_icmp benchmark: built-in C ICMP vs rust_icmp", ""]
+    meta = next((b["meta"] for b in boots if b["meta"]), {})
+    lines += [
+        f"Kernel {meta.get('kernel', '?')}, {meta.get('date', '?')}; "
+        f"{meta.get('rounds', '?')} rounds per boot, {meta.get('seconds', '?')} s per flood; "
+        "one boot per vCPU count: " + ", ".join(
+            f"{b['vcpus']} vCPU(s) ({b['meta'].get('accel', '?')}"
+            + (", FAILED" if b["status"] else "") + ")" for b in boots) + ".",
+        "",
+    ]
+    loads = [f"{b['vcpus']} vCPU(s): {b['meta']['host_load']}" for b in boots
+             if b["meta"].get("host_load")]
+    if loads:
+        lines += ["Host at the start of each boot: " + "; ".join(loads) + ".", ""]
+    lines += [
+        "Each round runs every workload with the built-in C code and with rust_icmp loaded, "
+        "back to back, alternating which goes first. **C** and **Rust** are medians over "
+        "the rounds; **Rust/C** is the ratio of the medians (above 1 means Rust is higher: "
+        "better for rates, worse for latency and costs); **spread** is ±half the range "
+        "around the median (min–max); **paired** is the range of the Rust/C ratios of the "
+        "single rounds. Traffic: namespace `peer` floods namespace `dut` over veth with "
+        "tools/icmpflood, one sender thread per vCPU, 8 flows (echo identifiers, UDP source "
+        "ports).",
+        "",
+    ]
+    if any("tcg" in b["meta"].get("accel", "tcg") for b in boots):
+        lines += [
+            "> Under TCG (emulation) absolute rates and times say little about real hardware, "
+            "and other work on the host adds noise: compare C with Rust within one boot "
+            "(the ratios), not with other machines or runs. `QEMU_ACCEL=kvm make bench` measures on "
+            "KVM where KVM works.",
+            "",
+        ]
+    order = ["Echo-reply throughput", "Error-generation throughput", "Scaling", "Latency",
+             "Allocations per echo reply", "Cost"]
+    groups = [g for g in order if any(m["group"] == g for m in metrics)]
+    # Notes that follow a table: the busy vCPUs after the last throughput table, the
+    # allocation sites after the allocations.
+    last_rate = [g for g in groups if g in order[:3]][-1:]
+    notes = {g: busy_summary(boots) for g in last_rate}
+    sites = alloc_sites(boots)
+    if sites:
+        notes["Allocations per echo reply"] = [
+            "Allocations inside the ICMP code by event and call site, per echo reply (all "
+            "rounds): " + "; ".join(
+                f"{'C' if impl == 'c' else 'Rust'}: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in sorted(s.items()))
+                for impl, s in sites.items()) + ".", ""]
+    for g in groups:
+        lines += [f"## {g}", ""]
+        ms = [m for m in metrics if m["group"] == g]
+        if g in ("Scaling",):
+            lines += ["| metric | C | Rust | Rust/C |", "|---|---:|---:|---:|"]
+            for m in ms:
+                lines.append(f"| {m['title']} | {fmt(m['c'], 'x')} | {fmt(m['rust'], 'x')} | "
+                             f"{fmt_ratio(m['ratio'])} |")
+        elif g == "Cost":
+            lines += ["| metric | vCPUs | C | Rust | Rust/C | Rust range |",
+                      "|---|---:|---:|---:|---:|---:|"]
+            for m in ms:
+                rng = ("—" if m.get("rust_min") is None else
+                       f"{fmt(m['rust_min'])}–{fmt(m['rust_max'])}")
+                c = fmt(m["c"]) if m["c"] is not None else (
+                    "built in" if m["metric"].endswith(("_bytes", "_kb", "_ms")) else "—")
+                lines.append(f"| {m['title']} ({m['unit']}) | {m.get('vcpus', '—')} | {c} | "
+                             f"{fmt(m['rust'])} | {fmt_ratio(m['ratio'])} | {rng} |")
+        else:
+            lines += ["| metric | vCPUs | C | Rust | Rust/C | paired Rust/C | C spread | "
+                      "Rust spread | rounds ok C/Rust |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            for m in ms:
+                paired = ("—" if m["paired_ratio_min"] is None else
+                          f"{m['paired_ratio_min']:.3f}–{m['paired_ratio_max']:.3f}")
+                lines.append(
+                    f"| {m['title']} ({m['unit']}) | {m['vcpus']} | {fmt(m['c'], m['unit'])} | "
+                    f"{fmt(m['rust'], m['unit'])} | {fmt_ratio(m['ratio'])} | {paired} | "
+                    f"{fmt_spread(m, 'c')} | {fmt_spread(m, 'rust')} | "
+                    f"{m['c_ok']}/{m['rust_ok']} of {len(m['rounds'])} |")
+        lines.append("")
+        lines += notes.get(g, [])
+    lines += ["## Problems", ""]
+    problems = [f"{b['vcpus']} vCPU(s): {p}" for b in boots for p in b["problems"]] + failures
+    lines += [f"- {p}" for p in problems] if problems else ["None: every run completed."]
+    lines.append("")
+    if no_plot:
+        lines += [f"No plot: {no_plot}.", ""]
+    else:
+        lines += ["Every round: ![rounds](rounds.png)", ""]
+    lines += ["Raw records: " + ", ".join(f"`{os.path.basename(b['path'])}`" for b in boots)
+              + " (one JSON object a line, written by tests/bench.sh).", ""]
+    return "\n".join(lines)
+
+
+def alloc_sites(boots):
+    """Mean allocations per echo reply inside the ICMP code, by event:call site."""
+    out = {}
+    for b in boots:
+        for impl in IMPLS:
+            tot, replies = {}, 0
+            for r in b["records"]:
+                if (r.get("kind") != "run" or r.get("workload") != "alloc" or "error" in r
+                        or r.get("impl") != impl or r.get("traced_overrun", 0)):
+                    continue
+                replies += dget(r, "traced_dut", "IcmpOutEchoReps", default=0)
+                for k, v in r.get("in_icmp_sites", {}).items():
+                    tot[k] = tot.get(k, 0) + v
+            if replies and impl not in out:
+                out[impl] = {k: v / replies for k, v in tot.items()}
+    return out
+
+
+def plot_rounds(boots, metrics, path):
+    """Draws every round of the main metrics; None, or why there is no plot."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "python3-matplotlib is not installed"
+    shown = ["echo56", "echo1400", "unreach", "echo56_busy", "echo1400_busy", "unreach_busy",
+             "rtt_p50", "rtt_p99", "alloc_total"]
+    shown = [s for s in shown
+             if any(m["metric"] == s and (m["c"] is not None or m["rust"] is not None)
+                    for m in metrics)]
+    if not shown:
+        return "nothing was measured"
+    cols = 3
+    rows = (len(shown) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    colors = {"c": "tab:blue", "rust": "tab:orange"}
+    styles = ["-", "--", ":", "-."]
+    vcpus = sorted({m["vcpus"] for m in metrics if "rounds" in m})
+    for ax, mid in zip(axes.flat, shown):
+        title = None
+        for m in metrics:
+            if m["metric"] != mid or "rounds" not in m:
+                continue
+            title = m["title"]
+            ls = styles[vcpus.index(m["vcpus"]) % len(styles)]
+            for impl in IMPLS:
+                pts = [(k, v) for k, v in zip(m["rounds"], m[f"{impl}_rounds"]) if v is not None]
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], ls, marker="o",
+                            color=colors[impl], label=f"{'C' if impl == 'c' else 'Rust'}, "
+                            f"{m['vcpus']} vCPU{'s' if m['vcpus'] > 1 else ''}")
+                fails = [k for k, v in zip(m["rounds"], m[f"{impl}_rounds"]) if v is None]
+                for k in fails:
+                    ax.axvline(k, color=colors[impl], alpha=0.3, linewidth=3)
+            unit = m["unit"]
+        ax.set_title(title or mid, fontsize=9)
+        ax.set_xlabel("round")
+        ax.set_ylabel(unit)
+        ax.set_ylim(bottom=0)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.set_visible(False)
+    accel = ", ".join(sorted({b["meta"].get("accel", "?") for b in boots if b["meta"]}))
+    fig.suptitle(f"built-in C vs rust_icmp, every round ({accel}; a shaded round failed)",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def clean(o):
+    """JSON-safe: NaN and infinities become null."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: clean(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [clean(v) for v in o]
+    return o
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="directory for report.md/json, rounds.png")
+    ap.add_argument("--boot", action="append", default=[], required=True,
+                    help="VCPUS:STATUS:RAW.jsonl of one boot (repeat)")
+    args = ap.parse_args()
+    boots = sorted((load_boot(s) for s in args.boot), key=lambda b: b["vcpus"])
+    failures = []
+    metrics = []
+    for b in boots:
+        metrics += measured_metrics(b, failures)
+    # Grouped by metric, the vCPU counts next to each other.
+    order = {m[0]: i for i, m in enumerate(METRICS)}
+    metrics.sort(key=lambda m: (order[m["metric"]], m["vcpus"]))
+    metrics += scaling_metrics(metrics) + cost_metrics(boots)
+    os.makedirs(args.out, exist_ok=True)
+    no_plot = plot_rounds(boots, metrics, os.path.join(args.out, "rounds.png"))
+    with open(os.path.join(args.out, "report.md"), "w", encoding="utf-8") as f:
+        f.write(markdown(boots, metrics, failures, no_plot))
+    report = {
+        "boots": [{"vcpus": b["vcpus"], "status": b["status"], "raw": b["path"],
+                   "meta": b["meta"], "problems": b["problems"]} for b in boots],
+        "metrics": metrics,
+        "failures": failures,
+        "alloc_sites_per_reply": alloc_sites(boots),
+    }
+    with open(os.path.join(args.out, "report.json"), "w", encoding="utf-8") as f:
+        json.dump(clean(report), f, indent=1)
+        f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
