@@ -16,7 +16,6 @@ use crate::{
     probe,
     rcv::Ctx,
     reply::{icmp_reply, IcmpBxm, IcmpBxmData},
-    stats,
 };
 use kernel::net::ipv4::icmp::IcmpMib;
 
@@ -59,7 +58,7 @@ pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReaso
 pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
     // Too short.
     if skb.len() < 4 {
-        stats::icmp_inc_stats(ctx.icmp, ctx.net, IcmpMib::InErrors);
+        ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
         return Err(DropReason::PKT_TOO_SMALL);
     }
     let now = inet_current_timestamp();

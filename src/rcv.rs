@@ -19,13 +19,15 @@ use kernel::{
     sync::rcu,
 };
 
-use crate::{echo, stats, unreach, Icmp};
+use crate::{echo, stats::Mibs, unreach, Icmp};
 
 /// What every handler gets besides the packet: the protocol state and the namespace the
 /// packet arrived in (C handlers recompute `net` from the skb's route each time).
 pub(crate) struct Ctx<'a> {
     pub(crate) icmp: &'a Icmp,
     pub(crate) net: &'a Net,
+    /// The counters of `net` on this CPU (softirq context: the packet stays on it).
+    pub(crate) mibs: Mibs<'a>,
 }
 
 /// A handler of the table. `Ok(())` is C's `SKB_NOT_DROPPED_YET`.
@@ -98,14 +100,18 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff) -> i32 {
         return NET_RX_DROP;
     };
 
-    let ctx = Ctx { icmp, net };
+    let ctx = Ctx {
+        icmp,
+        net,
+        mibs: Mibs::new(icmp, net),
+    };
     match icmp_rcv_reason(&ctx, &mut skb, rt_flags) {
         Ok(()) => {
             skb.consume();
             NET_RX_SUCCESS
         }
         Err(reason) => {
-            stats::count_drop(icmp, net, reason);
+            ctx.mibs.count_drop(reason);
             skb.drop_reason(reason);
             NET_RX_DROP
         }
@@ -138,31 +144,31 @@ fn icmp_xfrm_reverse_check(skb: &mut SkBuff) -> Result<(), DropReason> {
 
 /// `icmp_rcv` up to the point where it frees the packet: validation, counters, dispatch.
 fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<(), DropReason> {
-    let (icmp, net) = (ctx.icmp, ctx.net);
+    let (net, mibs) = (ctx.net, &ctx.mibs);
 
     if !skb.xfrm4_policy_check_in() {
         icmp_xfrm_reverse_check(skb)?;
     }
 
-    stats::icmp_inc_stats(icmp, net, IcmpMib::InMsgs);
+    mibs.icmp_inc_stats(IcmpMib::InMsgs);
 
     if !skb.checksum_simple_validate() {
-        stats::icmp_inc_stats(icmp, net, IcmpMib::CsumErrors);
-        stats::icmp_inc_stats(icmp, net, IcmpMib::InErrors);
+        mibs.icmp_inc_stats(IcmpMib::CsumErrors);
+        mibs.icmp_inc_stats(IcmpMib::InErrors);
         return Err(DropReason::ICMP_CSUM);
     }
 
     if !skb.pull(IcmpHdr::LEN as u32) {
-        stats::icmp_inc_stats(icmp, net, IcmpMib::InErrors);
+        mibs.icmp_inc_stats(IcmpMib::InErrors);
         return Err(DropReason::NOT_SPECIFIED);
     }
     let Some(icmph) = skb.icmp_hdr() else {
-        stats::icmp_inc_stats(icmp, net, IcmpMib::InErrors);
+        mibs.icmp_inc_stats(IcmpMib::InErrors);
         return Err(DropReason::NOT_SPECIFIED);
     };
     let type_ = icmph.type_;
 
-    stats::icmpmsg_in_inc_stats(icmp, net, type_);
+    mibs.icmpmsg_in_inc_stats(type_);
 
     // ICMP Extended Echo (PROBE) messages are outside the table, which ends at type 18.
     if type_ == ICMP_EXT_ECHO {
@@ -175,7 +181,7 @@ fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<(),
     // 18 is the highest 'known' ICMP type. Anything else is a mystery.
     // RFC 1122: 3.2.2 Unknown ICMP messages types MUST be silently discarded.
     let Some(control) = ICMP_POINTERS.get(usize::from(type_)) else {
-        stats::icmp_inc_stats(icmp, net, IcmpMib::InErrors);
+        mibs.icmp_inc_stats(IcmpMib::InErrors);
         return Err(DropReason::UNHANDLED_PROTO);
     };
 
@@ -188,7 +194,7 @@ fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<(),
         if (query && net.sysctl_icmp_echo_ignore_broadcasts() != 0)
             || (!query && type_ != ICMP_ADDRESS && type_ != ICMP_ADDRESSREPLY)
         {
-            stats::icmp_inc_stats(icmp, net, IcmpMib::InErrors);
+            mibs.icmp_inc_stats(IcmpMib::InErrors);
             return Err(DropReason::INVALID_PROTO);
         }
     }

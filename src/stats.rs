@@ -112,48 +112,84 @@ impl PernetData for NetStats {
     }
 }
 
-impl NetStats {
-    fn this_cpu(&self) -> &Counters {
-        self.cpus.this_cpu()
+/// Where `mib` is mirrored in [`Counters::mib`] (`InTimeExcds` is not: /proc/net/snmp does not
+/// show it).
+const fn slot(mib: IcmpMib) -> Option<usize> {
+    Some(match mib {
+        IcmpMib::InMsgs => 0,
+        IcmpMib::InErrors => 1,
+        IcmpMib::CsumErrors => 2,
+        IcmpMib::OutMsgs => 3,
+        IcmpMib::OutErrors => 4,
+        IcmpMib::RateLimitGlobal => 5,
+        IcmpMib::RateLimitHost => 6,
+        IcmpMib::InTimeExcds => return None,
+    })
+}
+const _: () = {
+    let mut i = 0;
+    while i < MIBS.len() {
+        assert!(matches!(slot(MIBS[i].0), Some(s) if s == i));
+        i += 1;
+    }
+};
+
+/// The counters an event updates: the namespace's MIB, and this module's mirror of it on the
+/// CPU the caller runs on. Finding the mirror takes a lookup in the namespace's generic
+/// pointers, so code that counts several events of one packet makes one `Mibs` for it.
+#[derive(Clone, Copy)]
+pub(crate) struct Mibs<'a> {
+    net: &'a Net,
+    /// `None` only while the module's per-namespace data is being set up or torn down.
+    mine: Option<&'a Counters>,
+}
+
+impl<'a> Mibs<'a> {
+    pub(crate) fn new(icmp: &'a crate::Icmp, net: &'a Net) -> Self {
+        Self {
+            net,
+            mine: icmp.stats.get(net).map(|s| s.cpus.this_cpu()),
+        }
+    }
+
+    /// `__ICMP_INC_STATS` / `ICMP_INC_STATS`.
+    pub(crate) fn icmp_inc_stats(&self, mib: IcmpMib) {
+        self.net.icmp_inc_stats(mib);
+        if let (Some(c), Some(i)) = (self.mine, slot(mib)) {
+            bump(&c.mib[i]);
+        }
+    }
+
+    /// `ICMPMSGIN_INC_STATS`.
+    pub(crate) fn icmpmsg_in_inc_stats(&self, type_: u8) {
+        self.net.icmpmsg_in_inc_stats(type_);
+        if let Some(c) = self.mine {
+            bump(&c.in_type[usize::from(type_)]);
+        }
+    }
+
+    /// Counts a packet dropped by `icmp_rcv` (no MIB twin).
+    pub(crate) fn count_drop(&self, reason: DropReason) {
+        if let Some(c) = self.mine {
+            let r = (reason.to_raw() as usize).min(DROP_SLOTS - 1);
+            bump(&c.drops[r]);
+        }
     }
 }
 
-/// The counters of `net`, once its per-namespace data exists (always, while packets flow).
-fn of<'a>(icmp: &'a crate::Icmp, net: &'a Net) -> Option<&'a Counters> {
-    icmp.stats.get(net).map(NetStats::this_cpu)
-}
-
-/// `__ICMP_INC_STATS` / `ICMP_INC_STATS`.
+/// `__ICMP_INC_STATS` / `ICMP_INC_STATS`, for code that counts one event.
 pub(crate) fn icmp_inc_stats(icmp: &crate::Icmp, net: &Net, mib: IcmpMib) {
-    net.icmp_inc_stats(mib);
-    if let (Some(c), Some(i)) = (of(icmp, net), MIBS.iter().position(|(m, _)| *m == mib)) {
-        bump(&c.mib[i]);
-    }
-}
-
-/// `ICMPMSGIN_INC_STATS`.
-pub(crate) fn icmpmsg_in_inc_stats(icmp: &crate::Icmp, net: &Net, type_: u8) {
-    net.icmpmsg_in_inc_stats(type_);
-    if let Some(c) = of(icmp, net) {
-        bump(&c.in_type[usize::from(type_)]);
-    }
+    Mibs::new(icmp, net).icmp_inc_stats(mib);
 }
 
 /// `icmp_out_count`: counts an ICMP message leaving the host (`OutMsgs`, `OutType<type>`).
 /// `ip_output.c` calls it (through the live patch) when it builds an ICMP message on a raw
 /// socket: ours, whose replies carry `fl4_icmp_type` (0 for `icmp_reply`), and user space's.
 pub(crate) fn icmp_out_count(icmp: &crate::Icmp, net: &Net, type_: u8) {
+    let mibs = Mibs::new(icmp, net);
     net.icmpmsg_out_inc_stats(type_);
-    icmp_inc_stats(icmp, net, IcmpMib::OutMsgs);
-    if let Some(c) = of(icmp, net) {
+    mibs.icmp_inc_stats(IcmpMib::OutMsgs);
+    if let Some(c) = mibs.mine {
         bump(&c.out_type[usize::from(type_)]);
-    }
-}
-
-/// Counts a packet dropped by `icmp_rcv`.
-pub(crate) fn count_drop(icmp: &crate::Icmp, net: &Net, reason: DropReason) {
-    if let Some(c) = of(icmp, net) {
-        let r = (reason.to_raw() as usize).min(DROP_SLOTS - 1);
-        bump(&c.drops[r]);
     }
 }

@@ -30,7 +30,7 @@ use kernel::{
     sync::rcu,
 };
 
-use crate::{rcv::Ctx, stats, Icmp};
+use crate::{rcv::Ctx, Icmp};
 
 /// `icmp_socket_deliver`: passes an error to the raw sockets and the `err_handler` of the
 /// protocol of the quoted packet (`skb->data` at its IP header).
@@ -44,7 +44,7 @@ fn icmp_socket_deliver(ctx: &Ctx<'_>, skb: &mut SkBuff, info: u32) {
     // Checkin full IP header plus 8 bytes of protocol to avoid additional coding at protocol
     // handlers. IPPROTO_RAW sockets are not supposed to receive anything.
     if !skb.may_pull(iph.header_len() as u32 + 8) || protocol == IPPROTO_RAW {
-        stats::icmp_inc_stats(ctx.icmp, ctx.net, IcmpMib::InErrors);
+        ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
         return;
     }
 
@@ -66,7 +66,7 @@ fn icmp_tag_validation(protocol: u8) -> bool {
 pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
     let net = ctx.net;
     let out_err = |reason| {
-        stats::icmp_inc_stats(ctx.icmp, net, IcmpMib::InErrors);
+        ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
         Err(reason)
     };
 
@@ -115,7 +115,7 @@ pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropRe
         }
         ICMP_PARAMETERPROB => info = icmph.gateway().to_host() >> 24,
         ICMP_TIME_EXCEEDED => {
-            stats::icmp_inc_stats(ctx.icmp, net, IcmpMib::InTimeExcds);
+            ctx.mibs.icmp_inc_stats(IcmpMib::InTimeExcds);
             if icmph.code == ICMP_EXC_FRAGTIME {
                 return Ok(());
             }
@@ -158,7 +158,7 @@ pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropRe
 /// secure_redirects and shared_media settings).
 pub(crate) fn icmp_redirect(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
     if skb.len() < IpHdr::LEN as u32 {
-        stats::icmp_inc_stats(ctx.icmp, ctx.net, IcmpMib::InErrors);
+        ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
         return Err(DropReason::PKT_TOO_SMALL);
     }
     if !skb.may_pull(IpHdr::LEN as u32) {
