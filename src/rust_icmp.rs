@@ -137,7 +137,7 @@ impl kernel::Module for RustIcmp {
         let icmp =
             KBox::pin_init(Registration::new(icmp, builtin), GFP_KERNEL).inspect_err(|e| {
                 pr_err!(
-                    "inet_protos[IPPROTO_ICMP] changed while loading ({:?})\n",
+                    "cannot take over inet_protos[IPPROTO_ICMP] ({:?})\n",
                     e
                 )
             })?;
