@@ -5,19 +5,42 @@
 #   make            build the custom kernel (incremental) and rust_icmp.ko
 #   make run        ... then boot it, load the module, ping through it, open a shell
 #   make check      ... then run every test in the VM (what CI runs)
+#   make selftests  ... then the kernel's own ICMP selftests, built-in vs rust_icmp
+#   make stress     ... the robustness run on the debug kernel: fuzzing, hot swap, failures
+#   make bench      ... the benchmark, built-in vs rust_icmp (build/bench/report.md)
 #   make lint       rustfmt --check and clippy (warnings are errors) on the module and the
 #                   kernel-crate files of the patch series
 #   make kernel     only the kernel (build/kernel)
+#   DEBUG=1         (with make, kernel, module, check) the debug kernel instead:
+#                   KASAN, UBSAN, lockdep, kmemleak... in build/kernel-debug, and the
+#                   module built against it in build/module-debug/rust_icmp.ko
 #   make setup      install the prerequisites (Debian 12)
 #   make clean      remove the module's build products (not the kernel)
 #   make distclean  remove build/ entirely
 
 SHELL := /bin/bash
 TOP := $(CURDIR)
+DEBUG ?= 0
+export DEBUG
+ifeq ($(DEBUG),1)
+KDIR ?= $(TOP)/build/kernel-debug
+MOD := $(TOP)/build/module-debug
+KO := $(MOD)/rust_icmp.ko
+KLLVM := LLVM=1
+else
 KDIR ?= $(TOP)/build/kernel
+# Kbuild writes objects next to the sources; build from a mirror under build/module so that
+# src/ holds only what is committed (cp -p keeps mtimes, so rebuilds stay incremental).
+MOD := $(TOP)/build/module
+KO := $(TOP)/rust_icmp.ko
+KLLVM :=
+endif
 ENV := source $(TOP)/scripts/env.sh &&
+# Runs a command in the VM booted on $(KDIR)'s kernel, with the module built for it.
+VM := KERNEL=$(KDIR)/arch/x86/boot/bzImage qemu/run env RUST_ICMP_MODULE=$(KO)
 
-.PHONY: all module kernel setup run check lint clean distclean fmt
+.PHONY: all module kernel setup run check lint selftests selftest-tools stress bench fuzz tools \
+	clean distclean fmt
 
 all: module
 
@@ -27,24 +50,59 @@ setup:
 kernel: setup
 	@scripts/kernel
 
-# Kbuild writes objects next to the sources; build from a mirror under build/module so that
-# src/ holds only what is committed (cp -p keeps mtimes, so rebuilds stay incremental).
-MOD := $(TOP)/build/module
-
 module: kernel
 	@mkdir -p $(MOD)/src
 	@cp -p Kbuild $(MOD)/
 	@for f in $(MOD)/src/*.rs; do [ -e "src/$${f##*/}" ] || rm -f "$$f"; done
 	@cp -p src/*.rs $(MOD)/src/
-	@$(ENV) $(MAKE) -s -C $(KDIR) M=$(MOD) modules
-	@cp -p $(MOD)/rust_icmp.ko $(TOP)/rust_icmp.ko
-	@echo "built $(TOP)/rust_icmp.ko"
+	@$(ENV) $(MAKE) -s -C $(KDIR) M=$(MOD) $(KLLVM) modules
+	@[ $(MOD)/rust_icmp.ko -ef $(KO) ] || cp -p $(MOD)/rust_icmp.ko $(KO)
+	@echo "built $(KO)"
 
 run: module
 	@QEMU_SHELL=1 qemu/run tests/demo.sh
 
-check: lint module
-	@qemu/run tests/run_all.sh
+# make check: every test on the test kernel (the robustness tests at CI's size: 100,000
+# fuzzed packets, 20 hot swaps, and the quick selftests), then the short stress run on the
+# debug kernel.
+check: lint module tools selftest-tools
+	@$(VM) FUZZ_COUNT=100000 FUZZ_DIFF_COUNT=10000 HOTSWAP_CYCLES=20 tests/run_all.sh
+	@$(MAKE) -s stress STRESS=short
+
+# The user-space tools of the tests, built on the host (the VM sees build/): icmpfuzz, the
+# packet generator of tests/fuzz.sh, and icmpflood, the traffic generator of make bench.
+CARGO = $(ENV) cargo build --release --quiet
+tools:
+	@$(CARGO) --manifest-path tools/icmpfuzz/Cargo.toml --target-dir build/tools/icmpfuzz
+	@$(CARGO) --manifest-path tools/icmpflood/Cargo.toml --target-dir build/tools/icmpflood
+
+# make fuzz [FUZZ_ARGS="--mode diff --seed 7"]: the fuzzer alone, on the kernel of $(KDIR).
+fuzz: module tools
+	@$(VM) tests/fuzz.sh $(FUZZ_ARGS)
+
+# The robustness run on the debug kernel (KASAN, lockdep, kmemleak, fault injection), with
+# 4 vCPUs: 1,000,000 fuzzed packets, 200 hot swaps under traffic, every init failure.
+# STRESS=short: the variant make check runs.
+STRESS ?=
+stress:
+	@$(MAKE) -s DEBUG=1 KDIR=$(TOP)/build/kernel-debug module tools
+	@QEMU_SMP=4 QEMU_MEM=4G QEMU_TIMEOUT=14400 \
+		KERNEL=$(TOP)/build/kernel-debug/arch/x86/boot/bzImage qemu/run \
+		env RUST_ICMP_MODULE=$(TOP)/build/module-debug/rust_icmp.ko tests/stress.sh $(STRESS)
+
+# The benchmark (tools/bench/run): built-in C and rust_icmp alternating in one boot per vCPU
+# count; writes build/bench/report.md, report.json and rounds.png.
+bench: module tools
+	@KERNEL=$(KDIR)/arch/x86/boot/bzImage RUST_ICMP_MODULE=$(KO) tools/bench/run
+
+# nettest, the socket helper of the kernel's selftests, built from the kernel tree.
+SELFTEST_SRC := $(TOP)/build/linux-src/tools/testing/selftests/net
+selftest-tools: kernel
+	@mkdir -p build/selftests
+	@gcc -O2 -Wall -o build/selftests/nettest $(SELFTEST_SRC)/nettest.c
+
+selftests: module selftest-tools
+	@QEMU_TIMEOUT=14400 $(VM) tests/selftests.sh
 
 # The Rust files the patch series adds or changes in the kernel tree.
 PATCHED_RS = $(shell sed -n 's|^+++ b/\(rust/.*\.rs\)$$|\1|p' linux/patches/*.patch | sort -u)
@@ -58,6 +116,11 @@ lint: kernel
 	@touch $(MOD)/src/rust_icmp.rs
 	@$(ENV) $(MAKE) -s -C $(KDIR) M=$(MOD) CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
 	@touch $(MOD)/src/rust_icmp.rs
+	@for t in icmpfuzz icmpflood; do \
+		$(ENV) cargo fmt --check --manifest-path tools/$$t/Cargo.toml && \
+		$(ENV) cargo clippy --release --quiet --manifest-path tools/$$t/Cargo.toml \
+			--target-dir build/tools/$$t -- -D warnings || exit 1; \
+	done
 	@echo "lint: rustfmt and clippy clean"
 
 fmt:

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Runs rust_icmp's tests in the VM (make check: qemu/run tests/run_all.sh).
 #
-#   tests/run_all.sh [TEST...]     default: every test listed below
+#   tests/run_all.sh [TEST...]     default: every test listed below; a TEST may carry
+#                                  arguments ("selftests.sh --quick")
 #
 # Prints one KTAP stream: each test's own output nested as "# " lines, then "ok N test" or
 # "not ok N test". After every test the kernel log is scanned for splats (WARN, BUG, oops,
@@ -13,7 +14,8 @@ set -u
 require_vm run_all.sh
 
 # The order matters only for reading the log: the cheapest tests first.
-TESTS=(module.sh rcv_echo.py rcv_probe.py rcv_errors.py rcv_paths.py send_errors.py unload_traffic.sh)
+TESTS=(module.sh rcv_echo.py rcv_probe.py rcv_errors.py rcv_paths.py send_errors.py
+	unload_traffic.sh hotswap.py failures.sh fuzz.sh "selftests.sh --quick")
 (($#)) && TESTS=("$@")
 
 SPLATS='WARNING:|BUG:|Oops|Kernel panic|panicked at|general protection fault|KASAN|UBSAN'
@@ -27,7 +29,8 @@ for t in "${TESTS[@]}"; do
 	n=$((n + 1))
 	dmesg -C
 	start=$SECONDS
-	out=$("$TESTS_DIR/$t" 2>&1)
+	read -ra argv <<<"$t"
+	out=$("$TESTS_DIR/${argv[0]}" "${argv[@]:1}" 2>&1)
 	rc=$?
 	secs=$((SECONDS - start))
 	sed 's/^/# /' <<<"$out"
