@@ -134,13 +134,8 @@ impl kernel::Module for RustIcmp {
         let stats = KBox::pin_init(namespace::Registration::new(), GFP_KERNEL)
             .inspect_err(|e| pr_err!("cannot register per-namespace counters ({:?})\n", e))?;
         let icmp = Icmp { socks, stats };
-        let icmp =
-            KBox::pin_init(Registration::new(icmp, builtin), GFP_KERNEL).inspect_err(|e| {
-                pr_err!(
-                    "cannot take over inet_protos[IPPROTO_ICMP] ({:?})\n",
-                    e
-                )
-            })?;
+        let icmp = KBox::pin_init(Registration::new(icmp, builtin), GFP_KERNEL)
+            .inspect_err(|e| pr_err!("cannot take over inet_protos[IPPROTO_ICMP] ({:?})\n", e))?;
         // Last, as nothing can undo it from here: a live patch is disabled from user space.
         let patch = livepatch::Patch::enable(
             module,
