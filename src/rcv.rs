@@ -26,6 +26,8 @@ use crate::{echo, stats::Mibs, unreach, Icmp};
 pub(crate) struct Ctx<'a> {
     pub(crate) icmp: &'a Icmp,
     pub(crate) net: &'a Net,
+    /// The RCU read-side critical section `icmp_rcv` runs in (as C's callers guarantee).
+    pub(crate) rcu: &'a rcu::Guard,
     /// The counters of `net` on this CPU (softirq context: the packet stays on it).
     pub(crate) mibs: Mibs<'a>,
 }
@@ -84,8 +86,8 @@ fn icmp_discard(_ctx: &Ctx<'_>, _skb: &mut SkBuff) -> Result<(), DropReason> {
 
 /// The table's entry for echo replies: `ping_rcv` (ping.c) queues them on the ping socket
 /// whose identifier they carry.
-fn ping_rcv(_ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
-    icmp::ping_rcv(skb)
+fn ping_rcv(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
+    icmp::ping_rcv(skb, ctx.rcu)
 }
 
 /// `icmp_rcv`: the entry point for every ICMP message delivered to this host.
@@ -103,7 +105,8 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff) -> i32 {
     let ctx = Ctx {
         icmp,
         net,
-        mibs: Mibs::new(icmp, net),
+        rcu: &rcu,
+        mibs: Mibs::new(icmp, net, &rcu),
     };
     match icmp_rcv_reason(&ctx, &mut skb, rt_flags) {
         Ok(()) => {
@@ -129,12 +132,13 @@ fn icmp_xfrm_reverse_check(skb: &mut SkBuff) -> Result<(), DropReason> {
     if !skb.may_pull((IcmpHdr::LEN + IpHdr::LEN) as u32) {
         return Err(DropReason::NOT_SPECIFIED);
     }
-    let nh = skb.network_offset();
-    if !skb.set_network_header(IcmpHdr::LEN as i32) {
-        return Err(DropReason::NOT_SPECIFIED);
-    }
-    let admitted = skb.xfrm4_policy_check_reverse_in();
-    skb.set_network_header(nh);
+    // The quoted packet is checked as if it were the packet: its header as the network
+    // header for the call.
+    let admitted = skb
+        .with_network_header(IcmpHdr::LEN as i32, |skb| {
+            skb.xfrm4_policy_check_reverse_in()
+        })
+        .ok_or(DropReason::NOT_SPECIFIED)?;
     if admitted {
         Ok(())
     } else {
@@ -175,7 +179,7 @@ fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<(),
         return echo::icmp_echo(ctx, skb);
     }
     if type_ == ICMP_EXT_ECHOREPLY {
-        return icmp::ping_rcv(skb);
+        return icmp::ping_rcv(skb, ctx.rcu);
     }
 
     // 18 is the highest 'known' ICMP type. Anything else is a mystery.

@@ -8,13 +8,14 @@
 //! socket queues both with `ip_append_data`; the checksum is completed over the queue and the
 //! packet sent with `ip_push_pending_frames`.
 
+use core::mem::MaybeUninit;
 use kernel::{
     net::{
         checksum::Wsum,
         ipv4::{
             icmp::IcmpMib,
             route::{Flowi4, Route},
-            xmit::{fib_compute_spec_dst, GetFrag, IpOptionsData, IpcmCookie, XmitSock},
+            xmit::{fib_compute_spec_dst, FragSkb, GetFrag, IpOptionsData, IpcmCookie, XmitSock},
             IcmpHdr, INET_DSCP_MASK, IPPROTO_ICMP,
         },
         skb::SkBuff,
@@ -66,9 +67,19 @@ pub(crate) struct IcmpBxm<'a> {
 /// `icmp_glue_bits`: copies payload bytes into the packet being built and adds their checksum
 /// to the fragment's sum. Errors also get the conntrack entry of the packet they are about.
 impl GetFrag for IcmpBxm<'_> {
-    fn getfrag(&self, to: &mut [u8], offset: usize, odd: usize, skb: &mut SkBuff) -> Result {
+    fn getfrag(
+        &self,
+        to: &mut [MaybeUninit<u8>],
+        offset: usize,
+        odd: usize,
+        skb: &mut FragSkb,
+    ) -> Result {
         let offset = i32::try_from(offset).map_err(|_| EINVAL)?;
-        let csum = self.skb.copy_and_csum_bits(self.offset + offset, to);
+        // C: BUG() if the range is not in the packet (`data_len` was computed from it).
+        let csum = self
+            .skb
+            .copy_and_csum_bits(self.offset + offset, to)
+            .ok_or(EFAULT)?;
         skb.set_csum(skb.csum().block_add(csum, odd));
         if rcv::icmp_pointers_error(self.data.icmph.type_) {
             skb.nf_ct_attach(self.skb);
@@ -99,18 +110,19 @@ pub(crate) fn icmp_push_reply(
         return;
     }
     let queued = sk.pending_csum();
-    let Some(skb) = sk.first_pending() else {
+    // The header with its checksum (0 in `param`) completed over header and payload.
+    let mut head = param.data.to_bytes();
+    let icmph = &mut head[..param.head_len];
+    let csum = Wsum::ZERO.partial(icmph).add(queued);
+    icmph[2..4].copy_from_slice(&csum.fold().to_bytes());
+    let Some(mut skb) = sk.first_pending() else {
         return;
     };
-    let head = param.data.to_bytes();
-    let Some(icmph) = skb.transport_header_mut(param.head_len) else {
+    if skb.write_transport_header(icmph).is_err() {
         // `ip_append_data` reserved `head_len` bytes there; this cannot happen.
         sk.flush_pending_frames();
         return;
-    };
-    icmph.copy_from_slice(&head[..param.head_len]);
-    let csum = Wsum::ZERO.partial(icmph).add(queued);
-    icmph[2..4].copy_from_slice(&csum.fold().to_bytes());
+    }
     skb.set_checksum_none();
     // Errors of the send (no buffer, qdisc drop) are counted by the IP layer, as for C.
     let _ = sk.push_pending_frames(fl4);
@@ -156,7 +168,9 @@ pub(crate) fn icmp_reply(icmp: &Icmp, param: &mut IcmpBxm<'_>, skb: &SkBuff) {
     ipc.set_mark(mark);
     let mut daddr = iph.saddr();
     ipc.set_addr(daddr);
-    let saddr = fib_compute_spec_dst(skb);
+    let Some(saddr) = fib_compute_spec_dst(skb, &rcu) else {
+        return;
+    };
 
     if param.replyopts.optlen() != 0 {
         ipc.set_opt(&param.replyopts);

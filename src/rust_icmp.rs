@@ -3,8 +3,8 @@
 //! rust_icmp: IPv4 ICMP (net/ipv4/icmp.c of Linux 6.12) in safe Rust.
 //!
 //! Loading the module swaps the kernel's built-in ICMP handler in `inet_protos[IPPROTO_ICMP]`
-//! for [`Icmp`], and enables a live patch that sends the icmp.c functions the rest of the
-//! kernel calls (`__icmp_send`, `icmp_out_count`, ...) to Rust as well. Unloading takes two
+//! for [`Icmp`]; then `module!` enables the live patch that sends the icmp.c functions the
+//! rest of the kernel calls (`__icmp_send`, `icmp_out_count`, ...) to Rust as well. Unloading takes two
 //! steps, because only user space can disable a live patch: `scripts/unload` disables it
 //! (`/sys/kernel/livepatch/rust_icmp/enabled`), waits for the transition, then removes the
 //! module, which swaps the handler back. Each function of icmp.c has an item of the same
@@ -82,7 +82,7 @@ impl InetProtocol for Icmp {
 }
 
 impl IcmpHooks for Icmp {
-    fn icmp_send(&self, skb_in: &mut SkBuff, type_: i32, code: i32, info: Be32, opt: &IpOptions) {
+    fn icmp_send(&self, skb_in: &SkBuff, type_: i32, code: i32, info: Be32, opt: &IpOptions) {
         send::__icmp_send(self, skb_in, type_, code, info, opt);
     }
 
@@ -107,15 +107,24 @@ impl IcmpHooks for Icmp {
     }
 }
 
+/// The module: the protocol registration (dropping it swaps the built-in handler back). The
+/// live patch is `module!`'s ([`livepatch::LivePatch`]).
 struct RustIcmp {
-    // Field order is drop order: the live patch is already disabled when the module can be
-    // unloaded, then the protocol registration swaps the built-in handler back.
-    _patch: livepatch::Patch,
     _icmp: Pin<KBox<Registration<Icmp>>>,
 }
 
+impl livepatch::LivePatch for RustIcmp {
+    type Funcs = [livepatch::Func; 6];
+
+    /// Enabled by `module!` right after [`RustIcmp::init`]: last, as nothing can undo it from
+    /// here (a live patch is disabled from user space).
+    fn funcs(&self) -> Self::Funcs {
+        kernel::net::ipv4::icmp::livepatch_funcs::<Icmp>()
+    }
+}
+
 impl kernel::Module for RustIcmp {
-    fn init(module: &'static ThisModule) -> Result<Self> {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
         let builtin = BuiltinProtocol::current(IPPROTO_ICMP).inspect_err(|e| {
             pr_err!(
                 "inet_protos[IPPROTO_ICMP] does not hold the kernel's built-in handler ({:?}); \
@@ -136,17 +145,8 @@ impl kernel::Module for RustIcmp {
         let icmp = Icmp { socks, stats };
         let icmp = KBox::pin_init(Registration::new(icmp, builtin), GFP_KERNEL)
             .inspect_err(|e| pr_err!("cannot take over inet_protos[IPPROTO_ICMP] ({:?})\n", e))?;
-        // Last, as nothing can undo it from here: a live patch is disabled from user space.
-        let patch = livepatch::Patch::enable(
-            module,
-            &kernel::net::ipv4::icmp::livepatch_funcs::<Icmp>(),
-        )
-        .inspect_err(|e| pr_err!("cannot enable the live patch of __icmp_send ({:?})\n", e))?;
-        pr_info!("IPPROTO_ICMP taken over; __icmp_send and friends patched\n");
-        Ok(RustIcmp {
-            _patch: patch,
-            _icmp: icmp,
-        })
+        pr_info!("IPPROTO_ICMP taken over; __icmp_send and friends are patched next\n");
+        Ok(RustIcmp { _icmp: icmp })
     }
 }
 

@@ -68,7 +68,7 @@ fn icmp_get_route_lookup_dev<'g>(skb: &SkBuff, rcu: &'g rcu::Guard) -> Option<&'
 fn icmp_route_lookup(
     net: &Net,
     fl4: &mut Flowi4,
-    skb_in: &mut SkBuff,
+    skb_in: &SkBuff,
     iph: &IpHdr,
     saddr: Be32,
     dscp: u8,
@@ -194,7 +194,7 @@ fn icmp_route_lookup(
 /// source route the message echoes.
 pub(crate) fn __icmp_send(
     icmp: &Icmp,
-    skb_in: &mut SkBuff,
+    skb_in: &SkBuff,
     type_: i32,
     code: i32,
     info: Be32,

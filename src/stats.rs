@@ -24,6 +24,7 @@ use kernel::{
     percpu::PerCpu,
     prelude::*,
     seq_file::SeqFile,
+    sync::rcu,
 };
 
 /// The MIB counters icmp.c touches, with their `nstat` names.
@@ -136,7 +137,8 @@ const _: () = {
 
 /// The counters an event updates: the namespace's MIB, and this module's mirror of it on the
 /// CPU the caller runs on. Finding the mirror takes a lookup in the namespace's generic
-/// pointers, so code that counts several events of one packet makes one `Mibs` for it.
+/// pointers, so code that counts several events of one packet makes one `Mibs` for it, in
+/// the RCU read-side critical section that keeps the mirror alive.
 #[derive(Clone, Copy)]
 pub(crate) struct Mibs<'a> {
     net: &'a Net,
@@ -145,10 +147,10 @@ pub(crate) struct Mibs<'a> {
 }
 
 impl<'a> Mibs<'a> {
-    pub(crate) fn new(icmp: &'a crate::Icmp, net: &'a Net) -> Self {
+    pub(crate) fn new(icmp: &'a crate::Icmp, net: &'a Net, rcu: &'a rcu::Guard) -> Self {
         Self {
             net,
-            mine: icmp.stats.get(net).map(|s| s.cpus.this_cpu()),
+            mine: icmp.stats.get(net, rcu).map(|s| s.cpus.this_cpu()),
         }
     }
 
@@ -179,14 +181,16 @@ impl<'a> Mibs<'a> {
 
 /// `__ICMP_INC_STATS` / `ICMP_INC_STATS`, for code that counts one event.
 pub(crate) fn icmp_inc_stats(icmp: &crate::Icmp, net: &Net, mib: IcmpMib) {
-    Mibs::new(icmp, net).icmp_inc_stats(mib);
+    let rcu = rcu::read_lock();
+    Mibs::new(icmp, net, &rcu).icmp_inc_stats(mib);
 }
 
 /// `icmp_out_count`: counts an ICMP message leaving the host (`OutMsgs`, `OutType<type>`).
 /// `ip_output.c` calls it (through the live patch) when it builds an ICMP message on a raw
 /// socket: ours, whose replies carry `fl4_icmp_type` (0 for `icmp_reply`), and user space's.
 pub(crate) fn icmp_out_count(icmp: &crate::Icmp, net: &Net, type_: u8) {
-    let mibs = Mibs::new(icmp, net);
+    let rcu = rcu::read_lock();
+    let mibs = Mibs::new(icmp, net, &rcu);
     net.icmpmsg_out_inc_stats(type_);
     mibs.icmp_inc_stats(IcmpMib::OutMsgs);
     if let Some(c) = mibs.mine {

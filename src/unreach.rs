@@ -188,14 +188,14 @@ pub(crate) fn icmp_err(_icmp: &Icmp, skb: &mut SkBuff, info: u32) -> Result {
         return Ok(());
     };
 
+    let rcu = rcu::read_lock();
     // Use ping_err to handle all icmp errors except those triggered by ICMP_ECHOREPLY which
     // are sent from the kernel.
     if inner.type_ != ICMP_ECHOREPLY {
-        icmp::ping_err(skb, offset, info);
+        icmp::ping_err(skb, offset, info, &rcu);
         return Ok(());
     }
 
-    let rcu = rcu::read_lock();
     let Some(net) = skb.dev(&rcu).map(|dev| dev.net(&rcu)) else {
         return Ok(());
     };
@@ -203,7 +203,7 @@ pub(crate) fn icmp_err(_icmp: &Icmp, skb: &mut SkBuff, info: u32) -> Result {
     if outer.type_ == ICMP_DEST_UNREACH && outer.code == ICMP_FRAG_NEEDED {
         icmp::ipv4_update_pmtu(skb, net, info, 0, IPPROTO_ICMP);
     } else if outer.type_ == ICMP_REDIRECT {
-        icmp::ipv4_redirect(skb, net, 0, IPPROTO_ICMP);
+        icmp::ipv4_redirect(skb, net, 0, IPPROTO_ICMP, &rcu);
     }
     Ok(())
 }

@@ -32,7 +32,8 @@ dmesg -C
 if out=$(load_module 2>&1); then ktap_ok "insmod, live patch transition completed"
 else ktap_not_ok "insmod, live patch transition completed" "$out"; fi
 
-check "dmesg reports the takeover and the patch" grep -q "IPPROTO_ICMP taken over; __icmp_send" <(dmesg)
+check "dmesg reports the takeover and the patch" \
+	grep -qz "IPPROTO_ICMP taken over.*rust_icmp: live patch enabled" <(dmesg)
 check "the live patch is enabled" grep -qx 1 "$LIVEPATCH/enabled"
 check "/proc/net/rust_icmp exists" test -r /proc/net/rust_icmp
 check "a namespace that existed before insmod has its counters" \
