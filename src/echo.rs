@@ -8,37 +8,52 @@ use kernel::net::{
         xmit::IpOptionsData,
         IcmpHdr,
     },
-    skb::{DropReason, SkBuff},
+    skb::{ChecksumState, DropReason, OwnedSkBuff, SkBuff, PACKET_HOST},
     Be32,
 };
 
 use crate::{
     probe,
     rcv::Ctx,
-    reply::{icmp_reply, IcmpBxm, IcmpBxmData},
+    reply::{icmp_reply, IcmpBxm, IcmpBxmData, Reply, Request},
 };
 use kernel::net::ipv4::icmp::IcmpMib;
 
 /// `icmp_echo`: answers an echo request with an echo reply carrying the same identifier,
 /// sequence number and data (RFC 792; RFC 1122 3.2.2.6), and an extended echo request
 /// (RFC 8335 PROBE) with the state of the interface it names, unless
-/// `net.ipv4.icmp_echo_ignore_all` is set.
-pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
+/// `net.ipv4.icmp_echo_ignore_all` is set. The request is consumed, or sent back as the
+/// reply when that gives the same packet ([`Reply::InPlace`]).
+pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: OwnedSkBuff) {
     // Should there be an ICMP stat for ignored echos? C has none.
     if ctx.net.sysctl_icmp_echo_ignore_all() != 0 {
-        return Ok(());
+        skb.consume();
+        return;
     }
     let Some(mut icmph) = skb.icmp_hdr() else {
-        return Ok(());
+        skb.consume();
+        return;
     };
     if icmph.type_ == ICMP_ECHO {
         icmph.type_ = ICMP_ECHOREPLY;
-    } else if !probe::icmp_build_probe(skb, &mut icmph) {
-        return Ok(());
+        // The reply can be the request's own buffer with the checksum updated for the new
+        // type, if the request's checksum was verified from its bytes: `icmp_rcv` left it
+        // `CHECKSUM_COMPLETE` (a device's `CHECKSUM_UNNECESSARY` was not checked here, and a
+        // `CHECKSUM_PARTIAL` one is not final). Replies to requests with IP options (echoed)
+        // or to broadcast and multicast requests are copied, as C copies every reply.
+        if skb.ip_options().optlen() == 0
+            && skb.pkt_type() == PACKET_HOST
+            && skb.checksum_state() == ChecksumState::Complete
+        {
+            icmp_reply(ctx.icmp, Reply::InPlace(Request::new(skb), icmph));
+            return;
+        }
+    } else if !probe::icmp_build_probe(&skb, &mut icmph) {
+        skb.consume();
+        return;
     }
-    let skb = &*skb;
     let mut param = IcmpBxm {
-        skb,
+        skb: &skb,
         offset: 0,
         data_len: skb.len() as usize,
         data: IcmpBxmData {
@@ -48,8 +63,8 @@ pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReaso
         head_len: IcmpHdr::LEN,
         replyopts: IpOptionsData::new(),
     };
-    icmp_reply(ctx.icmp, &mut param, skb);
-    Ok(())
+    icmp_reply(ctx.icmp, Reply::Copy(&mut param));
+    skb.consume();
 }
 
 /// `icmp_timestamp`: answers a timestamp request (RFC 792) with our receive and transmit
@@ -84,6 +99,6 @@ pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), Drop
         head_len: IcmpHdr::LEN + 12,
         replyopts: IpOptionsData::new(),
     };
-    icmp_reply(ctx.icmp, &mut param, skb);
+    icmp_reply(ctx.icmp, Reply::Copy(&mut param));
     Ok(())
 }

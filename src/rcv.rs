@@ -20,6 +20,7 @@ use kernel::{
 };
 
 use crate::{echo, stats::Mibs, unreach, Icmp};
+use Handler::{Borrows, Takes};
 
 /// What every handler gets besides the packet: the protocol state and the namespace the
 /// packet arrived in (C handlers recompute `net` from the skb's route each time).
@@ -32,8 +33,20 @@ pub(crate) struct Ctx<'a> {
     pub(crate) mibs: Mibs<'a>,
 }
 
-/// A handler of the table. `Ok(())` is C's `SKB_NOT_DROPPED_YET`.
-type Handler = fn(&Ctx<'_>, &mut SkBuff) -> Result<(), DropReason>;
+/// A handler of the table (C's return value `SKB_NOT_DROPPED_YET` is `Ok(())`).
+#[derive(Clone, Copy)]
+pub(crate) enum Handler {
+    /// Looks at the packet, which `icmp_rcv` then consumes, or drops for the reason returned.
+    Borrows(fn(&Ctx<'_>, &mut SkBuff) -> Result<(), DropReason>),
+    /// Takes the packet and consumes it, or sends it back as the reply (`icmp_echo`).
+    Takes(fn(&Ctx<'_>, OwnedSkBuff)),
+}
+
+/// What `icmp_rcv` does with the packet once it passed its checks.
+enum Next {
+    Consume,
+    Handover(fn(&Ctx<'_>, OwnedSkBuff)),
+}
 
 /// `struct icmp_control`: an entry of [`ICMP_POINTERS`].
 pub(crate) struct IcmpControl {
@@ -49,25 +62,25 @@ const fn entry(handler: Handler, error: bool) -> IcmpControl {
 
 /// `icmp_pointers[]`: how each type 0..=18 is handled (icmp.c's table, same order).
 pub(crate) static ICMP_POINTERS: [IcmpControl; NR_ICMP_TYPES as usize + 1] = [
-    /* ICMP_ECHOREPLY */ entry(ping_rcv, false),
-    /* 1 */ entry(icmp_discard, true),
-    /* 2 */ entry(icmp_discard, true),
-    /* ICMP_DEST_UNREACH */ entry(unreach::icmp_unreach, true),
-    /* ICMP_SOURCE_QUENCH */ entry(unreach::icmp_unreach, true),
-    /* ICMP_REDIRECT */ entry(unreach::icmp_redirect, true),
-    /* 6 */ entry(icmp_discard, true),
-    /* 7 */ entry(icmp_discard, true),
-    /* ICMP_ECHO */ entry(echo::icmp_echo, false),
-    /* 9 */ entry(icmp_discard, true),
-    /* 10 */ entry(icmp_discard, true),
-    /* ICMP_TIME_EXCEEDED */ entry(unreach::icmp_unreach, true),
-    /* ICMP_PARAMETERPROB */ entry(unreach::icmp_unreach, true),
-    /* ICMP_TIMESTAMP */ entry(echo::icmp_timestamp, false),
-    /* ICMP_TIMESTAMPREPLY */ entry(icmp_discard, false),
-    /* ICMP_INFO_REQUEST */ entry(icmp_discard, false),
-    /* ICMP_INFO_REPLY */ entry(icmp_discard, false),
-    /* ICMP_ADDRESS */ entry(icmp_discard, false),
-    /* ICMP_ADDRESSREPLY */ entry(icmp_discard, false),
+    /* ICMP_ECHOREPLY */ entry(Borrows(ping_rcv), false),
+    /* 1 */ entry(Borrows(icmp_discard), true),
+    /* 2 */ entry(Borrows(icmp_discard), true),
+    /* ICMP_DEST_UNREACH */ entry(Borrows(unreach::icmp_unreach), true),
+    /* ICMP_SOURCE_QUENCH */ entry(Borrows(unreach::icmp_unreach), true),
+    /* ICMP_REDIRECT */ entry(Borrows(unreach::icmp_redirect), true),
+    /* 6 */ entry(Borrows(icmp_discard), true),
+    /* 7 */ entry(Borrows(icmp_discard), true),
+    /* ICMP_ECHO */ entry(Takes(echo::icmp_echo), false),
+    /* 9 */ entry(Borrows(icmp_discard), true),
+    /* 10 */ entry(Borrows(icmp_discard), true),
+    /* ICMP_TIME_EXCEEDED */ entry(Borrows(unreach::icmp_unreach), true),
+    /* ICMP_PARAMETERPROB */ entry(Borrows(unreach::icmp_unreach), true),
+    /* ICMP_TIMESTAMP */ entry(Borrows(echo::icmp_timestamp), false),
+    /* ICMP_TIMESTAMPREPLY */ entry(Borrows(icmp_discard), false),
+    /* ICMP_INFO_REQUEST */ entry(Borrows(icmp_discard), false),
+    /* ICMP_INFO_REPLY */ entry(Borrows(icmp_discard), false),
+    /* ICMP_ADDRESS */ entry(Borrows(icmp_discard), false),
+    /* ICMP_ADDRESSREPLY */ entry(Borrows(icmp_discard), false),
 ];
 
 /// `icmp_pointers[type].error` for any type (types above 18 are not errors).
@@ -109,8 +122,12 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff) -> i32 {
         mibs: Mibs::new(icmp, net, &rcu),
     };
     match icmp_rcv_reason(&ctx, &mut skb, rt_flags) {
-        Ok(()) => {
+        Ok(Next::Consume) => {
             skb.consume();
+            NET_RX_SUCCESS
+        }
+        Ok(Next::Handover(handler)) => {
+            handler(&ctx, skb);
             NET_RX_SUCCESS
         }
         Err(reason) => {
@@ -147,7 +164,7 @@ fn icmp_xfrm_reverse_check(skb: &mut SkBuff) -> Result<(), DropReason> {
 }
 
 /// `icmp_rcv` up to the point where it frees the packet: validation, counters, dispatch.
-fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<(), DropReason> {
+fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<Next, DropReason> {
     let (net, mibs) = (ctx.net, &ctx.mibs);
 
     if !skb.xfrm4_policy_check_in() {
@@ -176,10 +193,10 @@ fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<(),
 
     // ICMP Extended Echo (PROBE) messages are outside the table, which ends at type 18.
     if type_ == ICMP_EXT_ECHO {
-        return echo::icmp_echo(ctx, skb);
+        return Ok(Next::Handover(echo::icmp_echo));
     }
     if type_ == ICMP_EXT_ECHOREPLY {
-        return icmp::ping_rcv(skb, ctx.rcu);
+        return icmp::ping_rcv(skb, ctx.rcu).map(|()| Next::Consume);
     }
 
     // 18 is the highest 'known' ICMP type. Anything else is a mystery.
@@ -203,5 +220,8 @@ fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<(),
         }
     }
 
-    (control.handler)(ctx, skb)
+    match control.handler {
+        Borrows(handler) => handler(ctx, skb).map(|()| Next::Consume),
+        Takes(handler) => Ok(Next::Handover(handler)),
+    }
 }

@@ -7,6 +7,11 @@
 //! payload copied from a received packet: the request itself for echo replies. The control
 //! socket queues both with `ip_append_data`; the checksum is completed over the queue and the
 //! packet sent with `ip_push_pending_frames`.
+//!
+//! An echo reply differs from its request only in the IP header, the ICMP type and the
+//! checksum, so where the control socket would send the copy as is (no IP options, no
+//! fragmentation, no IPsec, ...), the request's own buffer goes back instead, rewritten: no
+//! allocation, no copy, no checksum over the data. The bytes on the wire are the same.
 
 use core::mem::MaybeUninit;
 use kernel::{
@@ -15,10 +20,12 @@ use kernel::{
         ipv4::{
             icmp::IcmpMib,
             route::{Flowi4, Route},
-            xmit::{fib_compute_spec_dst, FragSkb, GetFrag, IpOptionsData, IpcmCookie, XmitSock},
+            xmit::{
+                fib_compute_spec_dst, FragSkb, GetFrag, IpOptionsData, IpcmCookie, Reused, XmitSock,
+            },
             IcmpHdr, INET_DSCP_MASK, IPPROTO_ICMP,
         },
-        skb::SkBuff,
+        skb::{OwnedSkBuff, SkBuff},
         Be32,
     },
     prelude::*,
@@ -125,12 +132,102 @@ pub(crate) fn icmp_push_reply(
     }
     skb.set_checksum_none();
     // Errors of the send (no buffer, qdisc drop) are counted by the IP layer, as for C.
+    // `__ip_make_skb` counts the message with `icmp_out_count` (ours, live-patched).
     let _ = sk.push_pending_frames(fl4);
 }
 
-/// `icmp_reply`: answers a request (`skb`) with the message in `param`, to its source, from
-/// the address it was sent to, with its IP options echoed, if the rate limits allow.
-pub(crate) fn icmp_reply(icmp: &Icmp, param: &mut IcmpBxm<'_>, skb: &SkBuff) {
+/// An echo request that the caller owns and hands to [`icmp_reply`], which sends it back as
+/// the reply if it can, else copies it; either way it is consumed (`consume_skb`), as
+/// `icmp_rcv` consumes the request after `icmp_echo`.
+pub(crate) struct Request(Option<OwnedSkBuff>);
+
+impl Request {
+    pub(crate) fn new(skb: OwnedSkBuff) -> Self {
+        Self(Some(skb))
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Some(skb) = self.0.take() {
+            skb.consume();
+        }
+    }
+}
+
+/// What [`icmp_reply`] sends.
+pub(crate) enum Reply<'r, 'a> {
+    /// A new message: `data` (headers), then `data_len` bytes copied from the request.
+    Copy(&'r mut IcmpBxm<'a>),
+    /// An echo request without IP options, turned into its reply in its own buffer: same
+    /// identifier, sequence number and data; only the type (to `icmph.type_`) and the
+    /// checksum change.
+    InPlace(Request, IcmpHdr),
+}
+
+/// RFC 1624 (eqn. 3): the checksum `hc` of a message one of whose 16-bit words changed
+/// from `m` to `m2`.
+fn csum_replace2(hc: u16, m: u16, m2: u16) -> u16 {
+    let mut sum = u32::from(!hc) + u32::from(!m) + u32::from(m2);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// Turns the echo request in `r` into its reply: the ICMP type, and the checksum updated
+/// for it (RFC 1624), so that the payload is neither copied nor summed. The result equals
+/// the checksum `icmp_push_reply` computes from scratch over the request's verified bytes,
+/// except where that is 0xffff (a reply of zeros only) and the update gives 0: a result of 0
+/// is therefore computed from scratch. False (nothing changed) if the header is not there.
+fn icmp_echo_in_place(r: &mut Reused, icmph: &IcmpHdr) -> bool {
+    let mut h = [0u8; IcmpHdr::LEN];
+    match r.transport_header_mut(IcmpHdr::LEN) {
+        Some(hdr) => h.copy_from_slice(hdr),
+        None => return false,
+    }
+    let old = u16::from_be_bytes([h[0], h[1]]);
+    h[0] = icmph.type_;
+    h[1] = icmph.code;
+    let csum = csum_replace2(
+        u16::from_be_bytes([h[2], h[3]]),
+        old,
+        u16::from_be_bytes([h[0], h[1]]),
+    );
+    if csum != 0 {
+        h[2..4].copy_from_slice(&csum.to_be_bytes());
+    } else {
+        let skb = r.skb();
+        let Some(payload) = skb.checksum(0, skb.len()) else {
+            return false;
+        };
+        h[2..4].fill(0);
+        let csum = Wsum::ZERO.partial(&h).add(payload);
+        h[2..4].copy_from_slice(&csum.fold().to_bytes());
+    }
+    match r.transport_header_mut(IcmpHdr::LEN) {
+        Some(hdr) => hdr.copy_from_slice(&h),
+        None => return false,
+    }
+    true
+}
+
+/// `icmp_reply`: answers a request with a message, to its source, from the address it was
+/// sent to, with its IP options echoed, if the rate limits allow.
+///
+/// An echo reply goes back in the request's own buffer ([`Reply::InPlace`]) when the control
+/// socket can send it exactly as it would send the copy ([`XmitSock::reuse`] says when); else
+/// it is copied, as C always does.
+pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>) {
+    let (mut param, mut request, icmph) = match reply {
+        Reply::Copy(param) => {
+            let icmph = param.data.icmph;
+            (Some(param), Request(None), icmph)
+        }
+        Reply::InPlace(request, icmph) => (None, request, icmph),
+    };
+    let Some(skb) = param.as_ref().map(|p| p.skb).or(request.0.as_deref()) else {
+        return;
+    };
     let rcu = rcu::read_lock();
     let Some(net) = skb
         .rtable(&rcu)
@@ -143,10 +240,16 @@ pub(crate) fn icmp_reply(icmp: &Icmp, param: &mut IcmpBxm<'_>, skb: &SkBuff) {
         return;
     };
     let mark = net.ip4_reply_mark(skb.mark());
-    let type_ = i32::from(param.data.icmph.type_);
-    let code = i32::from(param.data.icmph.code);
+    let (type_, code) = (i32::from(icmph.type_), i32::from(icmph.code));
 
-    if param.replyopts.echo(net, skb).is_err() {
+    // An in-place reply has no options to echo (`icmp_echo` checked), but it goes through
+    // the same calls.
+    let mut no_opts = IpOptionsData::new();
+    let opts = match param.as_mut() {
+        Some(p) => &mut p.replyopts,
+        None => &mut no_opts,
+    };
+    if opts.echo(net, skb).is_err() {
         return;
     }
 
@@ -159,9 +262,11 @@ pub(crate) fn icmp_reply(icmp: &Icmp, param: &mut IcmpBxm<'_>, skb: &SkBuff) {
     let Some(mut sk) = icmp.socks.lock(net, &bh) else {
         return;
     };
-
-    param.data.icmph.checksum = [0; 2];
-    let param = &*param;
+    if let Some(p) = param.as_mut() {
+        p.data.icmph.checksum = [0; 2];
+    }
+    let param = param.map(|p| &*p);
+    let opts = param.map_or(&no_opts, |p| &p.replyopts);
 
     let mut ipc = IpcmCookie::new();
     sk.set_tos(iph.tos());
@@ -172,10 +277,10 @@ pub(crate) fn icmp_reply(icmp: &Icmp, param: &mut IcmpBxm<'_>, skb: &SkBuff) {
         return;
     };
 
-    if param.replyopts.optlen() != 0 {
-        ipc.set_opt(&param.replyopts);
-        if param.replyopts.srr() != 0 {
-            daddr = param.replyopts.faddr();
+    if opts.optlen() != 0 {
+        ipc.set_opt(opts);
+        if opts.srr() != 0 {
+            daddr = opts.faddr();
         }
     }
     let mut fl4 = Flowi4::new();
@@ -190,7 +295,45 @@ pub(crate) fn icmp_reply(icmp: &Icmp, param: &mut IcmpBxm<'_>, skb: &SkBuff) {
     let Ok(rt) = Route::output_key(net, &mut fl4) else {
         return;
     };
-    if ratelimit::icmpv4_xrlim_allow(icmp, net, &rt, &fl4, apply_ratelimit) {
-        icmp_push_reply(icmp, &mut sk, param, &mut fl4, &mut ipc, rt);
+    if !ratelimit::icmpv4_xrlim_allow(icmp, net, &rt, &fl4, apply_ratelimit) {
+        return;
     }
+    if let Some(param) = param {
+        icmp_push_reply(icmp, &mut sk, param, &mut fl4, &mut ipc, rt);
+        return;
+    }
+    let Some(skb) = request.0.take() else {
+        return;
+    };
+    match sk.reuse(skb, &rt) {
+        Ok(mut r) => {
+            if icmp_echo_in_place(&mut r, &icmph) {
+                // `__ip_make_skb` would count it, by `fl4_icmp_type`, which nothing set.
+                stats::icmp_out_count(icmp, net, fl4.icmp_type());
+                // Errors of the send are counted by the IP layer, as for C.
+                let _ = sk.push_reused(r, &fl4, &ipc, rt);
+                return;
+            }
+            request = Request::new(r.into_skb());
+        }
+        Err(skb) => request = Request::new(skb),
+    }
+    // Copy it after all.
+    let Some(skb) = request.0.as_deref() else {
+        return;
+    };
+    let mut data = IcmpBxmData {
+        icmph,
+        times: [Be32::ZERO; 3],
+    };
+    data.icmph.checksum = [0; 2];
+    let param = IcmpBxm {
+        skb,
+        offset: 0,
+        data_len: skb.len() as usize,
+        data,
+        head_len: IcmpHdr::LEN,
+        replyopts: IpOptionsData::new(),
+    };
+    icmp_push_reply(icmp, &mut sk, &param, &mut fl4, &mut ipc, rt);
 }
