@@ -53,7 +53,13 @@ class Traffic:
     def __exit__(self, *exc):
         self.flood.kill()
         self.flood.wait()
-        out, _ = self.account.communicate(timeout=60)
+        try:
+            out, _ = self.account.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Killed, so that it does not hold the output pipe of run_all.sh open.
+            self.account.kill()
+            self.account.wait()
+            raise RuntimeError("echo_account.py did not report within 60 s of being told to stop")
         self.result = json.loads(out)
         return False
 

@@ -69,14 +69,15 @@ def main():
 
     sent = send_errors = udp_sent = 0
     start = time.monotonic()
-    stdin_open = True
-    while stdin_open:
-        # Pace: the n-th request leaves at start + n / rate.
+    while True:
+        # Pace: the n-th request leaves at start + n / rate. Standard input is polled before
+        # every request, also when sending is behind schedule (a slow machine), which must
+        # still stop when told.
         wait = start + sent / rate - time.monotonic()
+        r, _, _ = select.select([sys.stdin], [], [], max(wait, 0))
+        if r and not sys.stdin.buffer.read1(4096):
+            break
         if wait > 0:
-            r, _, _ = select.select([sys.stdin], [], [], wait)
-            if r and not sys.stdin.buffer.read1(4096):
-                stdin_open = False
             continue
         serial = sent
         data = echo(ID_BASE + (serial >> 16 & 0xFF), serial & 0xFFFF,
