@@ -22,6 +22,8 @@ SPLATS='WARNING:|BUG:|Oops|Kernel panic|panicked at|general protection fault|KAS
 SPLATS+='|possible circular locking|suspicious RCU usage|rcu_sched self-detected|refcount_t:'
 SPLATS+='|sleeping function called from invalid context|kmemleak|list_add corruption'
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 echo "TAP version 13"
 echo "1..${#TESTS[@]}"
 pass=0 fail=0 skip=0 n=0 bad=0
@@ -30,10 +32,12 @@ for t in "${TESTS[@]}"; do
 	dmesg -C
 	start=$SECONDS
 	read -ra argv <<<"$t"
-	out=$("$TESTS_DIR/${argv[0]}" "${argv[@]:1}" 2>&1)
-	rc=$?
+	# The test's output is shown as it comes (a long test on the debug kernel runs for
+	# minutes), and kept for its summary line.
+	"$TESTS_DIR/${argv[0]}" "${argv[@]:1}" 2>&1 | tee "$log" | sed -u 's/^/# /'
+	rc=${PIPESTATUS[0]}
+	out=$(<"$log")
 	secs=$((SECONDS - start))
-	sed 's/^/# /' <<<"$out"
 	last=$(tail -n 1 <<<"$out")
 	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then
 		pass=$((pass + BASH_REMATCH[1])) fail=$((fail + BASH_REMATCH[2]))
