@@ -45,7 +45,7 @@ pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: OwnedSkBuff) {
             && skb.pkt_type() == PACKET_HOST
             && skb.checksum_state() == ChecksumState::Complete
         {
-            icmp_reply(ctx.icmp, Reply::InPlace(Request::new(skb), icmph));
+            icmp_reply(ctx.icmp, Reply::InPlace(Request::new(skb), icmph), ctx.rcu);
             return;
         }
     } else if !probe::icmp_build_probe(&skb, &mut icmph) {
@@ -63,7 +63,7 @@ pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: OwnedSkBuff) {
         head_len: IcmpHdr::LEN,
         replyopts: IpOptionsData::new(),
     };
-    icmp_reply(ctx.icmp, Reply::Copy(&mut param));
+    icmp_reply(ctx.icmp, Reply::Copy(&mut param), ctx.rcu);
     skb.consume();
 }
 
@@ -99,6 +99,6 @@ pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), Drop
         head_len: IcmpHdr::LEN + 12,
         replyopts: IpOptionsData::new(),
     };
-    icmp_reply(ctx.icmp, Reply::Copy(&mut param));
+    icmp_reply(ctx.icmp, Reply::Copy(&mut param), ctx.rcu);
     Ok(())
 }

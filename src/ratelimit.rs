@@ -107,17 +107,17 @@ pub(crate) fn icmpv4_xrlim_allow(
     rt: &Rtable,
     fl4: &Flowi4,
     apply_ratelimit: bool,
+    rcu: &rcu::Guard,
 ) -> bool {
     if !apply_ratelimit {
         return true;
     }
     let rc = {
-        let rcu = rcu::read_lock();
-        match rt.dev(&rcu) {
+        match rt.dev(rcu) {
             Some(dev) if dev.is_loopback() => true,
             dev => {
-                let vif = dev.map_or(0, |d| d.l3mdev_master_ifindex_rcu(&rcu));
-                net.inet_peer_xrlim_allow(&rcu, fl4.daddr(), vif, net.sysctl_icmp_ratelimit())
+                let vif = dev.map_or(0, |d| d.l3mdev_master_ifindex_rcu(rcu));
+                net.inet_peer_xrlim_allow(rcu, fl4.daddr(), vif, net.sysctl_icmp_ratelimit())
             }
         }
     };

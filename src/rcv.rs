@@ -104,11 +104,10 @@ fn ping_rcv(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
 }
 
 /// `icmp_rcv`: the entry point for every ICMP message delivered to this host.
-pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff) -> i32 {
-    let rcu = rcu::read_lock();
+pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff, rcu: &rcu::Guard) -> i32 {
     let route = skb
-        .rtable(&rcu)
-        .and_then(|rt| Some((rt.flags(), rt.dev(&rcu)?.net(&rcu))));
+        .rtable(rcu)
+        .and_then(|rt| Some((rt.flags(), rt.dev(rcu)?.net(rcu))));
     let Some((rt_flags, net)) = route else {
         // Locally delivered packets always have an input route; C would oops here.
         skb.drop_reason(DropReason::NOT_SPECIFIED);
@@ -118,8 +117,8 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff) -> i32 {
     let ctx = Ctx {
         icmp,
         net,
-        rcu: &rcu,
-        mibs: Mibs::new(icmp, net, &rcu),
+        rcu,
+        mibs: Mibs::new(icmp, net, rcu),
     };
     match icmp_rcv_reason(&ctx, &mut skb, rt_flags) {
         Ok(Next::Consume) => {

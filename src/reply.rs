@@ -217,7 +217,7 @@ fn icmp_echo_in_place(r: &mut Reused, icmph: &IcmpHdr) -> bool {
 /// An echo reply goes back in the request's own buffer ([`Reply::InPlace`]) when the control
 /// socket can send it exactly as it would send the copy ([`XmitSock::reuse`] says when); else
 /// it is copied, as C always does.
-pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>) {
+pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>, rcu: &rcu::Guard) {
     let (mut param, mut request, icmph) = match reply {
         Reply::Copy(param) => {
             let icmph = param.data.icmph;
@@ -228,11 +228,10 @@ pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>) {
     let Some(skb) = param.as_ref().map(|p| p.skb).or(request.0.as_deref()) else {
         return;
     };
-    let rcu = rcu::read_lock();
     let Some(net) = skb
-        .rtable(&rcu)
-        .and_then(|rt| rt.dev(&rcu))
-        .map(|dev| dev.net(&rcu))
+        .rtable(rcu)
+        .and_then(|rt| rt.dev(rcu))
+        .map(|dev| dev.net(rcu))
     else {
         return;
     };
@@ -273,7 +272,7 @@ pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>) {
     ipc.set_mark(mark);
     let mut daddr = iph.saddr();
     ipc.set_addr(daddr);
-    let Some(saddr) = fib_compute_spec_dst(skb, &rcu) else {
+    let Some(saddr) = fib_compute_spec_dst(skb, rcu) else {
         return;
     };
 
@@ -290,12 +289,12 @@ pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>) {
     fl4.set_uid(net.root_uid());
     fl4.set_tos(iph.tos() & INET_DSCP_MASK);
     fl4.set_proto(IPPROTO_ICMP);
-    fl4.set_oif(skb.dev(&rcu).map_or(0, |dev| dev.l3mdev_master_ifindex()));
+    fl4.set_oif(skb.dev(rcu).map_or(0, |dev| dev.l3mdev_master_ifindex()));
     fl4.classify_from(skb);
     let Ok(rt) = Route::output_key(net, &mut fl4) else {
         return;
     };
-    if !ratelimit::icmpv4_xrlim_allow(icmp, net, &rt, &fl4, apply_ratelimit) {
+    if !ratelimit::icmpv4_xrlim_allow(icmp, net, &rt, &fl4, apply_ratelimit, rcu) {
         return;
     }
     if let Some(param) = param {

@@ -35,6 +35,7 @@ use kernel::{
         Be32,
     },
     prelude::*,
+    sync::rcu,
 };
 mod echo;
 mod probe;
@@ -72,8 +73,8 @@ impl InetProtocol for Icmp {
         &INSTANCE
     }
 
-    fn handler(&self, skb: OwnedSkBuff) -> i32 {
-        rcv::icmp_rcv(self, skb)
+    fn handler(&self, skb: OwnedSkBuff, rcu: &rcu::Guard) -> i32 {
+        rcv::icmp_rcv(self, skb, rcu)
     }
 
     fn err_handler(&self, skb: &mut SkBuff, info: u32) -> Result {

@@ -316,7 +316,7 @@ pub(crate) fn __icmp_send(
     };
 
     // Peer icmp_ratelimit.
-    if !ratelimit::icmpv4_xrlim_allow(icmp, net, &rt, &fl4, apply_ratelimit) {
+    if !ratelimit::icmpv4_xrlim_allow(icmp, net, &rt, &fl4, apply_ratelimit, &rcu) {
         return;
     }
 

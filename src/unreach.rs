@@ -50,15 +50,13 @@ fn icmp_socket_deliver(ctx: &Ctx<'_>, skb: &mut SkBuff, info: u32) {
 
     icmp::raw_icmp_error(skb, protocol, info);
 
-    let rcu = rcu::read_lock();
-    protocol::deliver_err(protocol, skb, info, &rcu);
+    protocol::deliver_err(protocol, skb, info, ctx.rcu);
 }
 
 /// `icmp_tag_validation`: whether the quoted packet's protocol validates ICMP errors
 /// strictly enough that `ip_no_pmtu_disc = 3` may trust the MTU of a "fragmentation needed".
-fn icmp_tag_validation(protocol: u8) -> bool {
-    let rcu = rcu::read_lock();
-    protocol::icmp_strict_tag_validation(protocol, &rcu)
+fn icmp_tag_validation(protocol: u8, rcu: &rcu::Guard) -> bool {
+    protocol::icmp_strict_tag_validation(protocol, rcu)
 }
 
 /// `icmp_unreach`: handles destination unreachable, source quench, time exceeded and
@@ -94,7 +92,7 @@ pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropRe
                         0 => info = icmph.frag_mtu().to_host().into(),
                         2 => return Ok(()),
                         3 => {
-                            if !icmp_tag_validation(iph.protocol()) {
+                            if !icmp_tag_validation(iph.protocol(), ctx.rcu) {
                                 return Ok(());
                             }
                             info = icmph.frag_mtu().to_host().into();
@@ -131,8 +129,7 @@ pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropRe
     // broadcast frames. If you see this message first check your netmask matches at both
     // ends, if it does then get the other vendor to fix their kit.
     if net.sysctl_icmp_ignore_bogus_error_responses() == 0 {
-        let rcu = rcu::read_lock();
-        let dev = skb.dev(&rcu);
+        let dev = skb.dev(ctx.rcu);
         if inet_addr_type_dev_table(net, dev, iph.daddr()) == RTN_BROADCAST {
             if net_ratelimit() {
                 let outer_src = skb.ip_hdr().map(|h| h.saddr()).unwrap_or_default();
