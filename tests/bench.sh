@@ -27,6 +27,12 @@
 #                     trace per event, those made inside the ICMP code (a stack through C's
 #                     icmp_rcv or through rust_icmp). Toggling tracepoints patches kernel
 #                     text, so tools/bench/run asks for this only in its 1-vCPU boot.
+#   calls             BENCH_CALLS_N echo round trips, one at a time, under the function_graph
+#                     tracer rooted at ip_local_deliver (IRQs left out): the kernel functions
+#                     entered per round trip (the request at the dut, the reply at the peer),
+#                     and how many of them are rust_helper_* wrappers, the C static inlines
+#                     that Rust calls out of line and C inlines. A count, not a time: the same
+#                     under TCG and on hardware. Also text patching: 1-vCPU boot only.
 # and, at each load of the module, the memory it takes (/proc/modules, SUnreclaim, Percpu),
 # plus `size` of rust_icmp.ko once per boot.
 #
@@ -45,7 +51,8 @@ ALLOC_N=${BENCH_ALLOC_N:-500}
 # Echo requests whose allocations are attributed from stack traces (each event is kept in
 # the trace buffer with its stack, so fewer).
 ALLOC_TRACED=${BENCH_ALLOC_TRACED:-100}
-WORKLOADS=${BENCH_WORKLOADS:-echo56 echo1400 udp rtt alloc}
+CALLS_N=${BENCH_CALLS_N:-20}
+WORKLOADS=${BENCH_WORKLOADS:-echo56 echo1400 udp rtt alloc calls}
 FLOOD=${ICMPFLOOD:-$TOP/build/tools/icmpflood/release/icmpflood}
 VCPUS=$(nproc)
 RAW=$OUT/raw-smp$VCPUS.jsonl
@@ -260,6 +267,36 @@ run_alloc() {
 		"$ALLOC_N" "${fields%, }" "$ALLOC_TRACED" "$overrun" "$(counter_delta "$before" "$after")"
 }
 
+run_calls() {
+	local out status before after overrun calls helpers t=$TRACING
+	[[ -e $t/set_graph_function ]] || { echo "no function_graph tracer in this kernel"; return 1; }
+	echo 0 >"$t/tracing_on"
+	echo 8192 >"$t/buffer_size_kb"
+	echo >"$t/trace"
+	echo ip_local_deliver >"$t/set_graph_function"
+	echo function_graph >"$t/current_tracer"
+	echo 0 >"$t/options/funcgraph-irqs"
+	before=$(counters)
+	echo 1 >"$t/tracing_on"
+	out=$(flood rtt peer $DUT --size 56 --count "$CALLS_N" --interval-ms 2)
+	status=$?
+	echo 0 >"$t/tracing_on"
+	after=$(counters)
+	overrun=$(awk '$1 == "overrun:" { s += $2 } END { print s + 0 }' "$t"/per_cpu/cpu*/stats)
+	# An entry is a line ending in "();" (a leaf) or "() {" (a function that calls others).
+	# Counted before the tracer is switched back, which empties the buffer.
+	calls=$(grep -cE '\(\) \{$|\(\);$' "$t/trace")
+	helpers=$(grep -cE 'rust_helper_[a-zA-Z0-9_]+\(\)' "$t/trace")
+	echo 1 >"$t/options/funcgraph-irqs"
+	echo nop >"$t/current_tracer"
+	echo >"$t/set_graph_function"
+	echo >"$t/trace"
+	echo 1 >"$t/tracing_on"
+	((status == 0)) || { echo "$out"; return 1; }
+	printf '"n": %d, "calls": %d, "helper_calls": %d, "overrun": %d, "dut": %s' \
+		"$CALLS_N" "$calls" "$helpers" "$overrun" "$(counter_delta "$before" "$after")"
+}
+
 run_workload() { # name
 	case $1 in
 	echo56) run_flood echo 56 ;;
@@ -267,6 +304,7 @@ run_workload() { # name
 	udp) run_flood udp 56 ;;
 	rtt) run_rtt ;;
 	alloc) run_alloc ;;
+	calls) run_calls ;;
 	*) echo "unknown workload $1"; return 1 ;;
 	esac
 }

@@ -93,6 +93,17 @@ def _alloc_in_icmp(r):
     return sum(r["in_icmp"].values()) / replies
 
 
+def _calls(field):
+    """Kernel functions entered per echo round trip (function_graph), or those of them that
+    are rust_helper_* wrappers."""
+    def f(r):
+        n = dget(r, "dut", "IcmpOutEchoReps", default=0)
+        if n <= 0 or r.get("overrun", 0) or field not in r:
+            return None
+        return r[field] / n
+    return f
+
+
 METRICS = [
     ("echo56", "Echo-reply throughput", "echo replies/s, 56 B payload (dut IcmpOutEchoReps)",
      "/s", True, "echo56", _rate("IcmpOutEchoReps")),
@@ -131,6 +142,12 @@ METRICS = [
     ("alloc_in_icmp", "Allocations per echo reply",
      "kmem events inside the ICMP code (stack through icmp_rcv or rust_icmp)", "/reply", False,
      "alloc", _alloc_in_icmp),
+    ("calls", "Kernel function calls per echo round trip",
+     "functions entered below ip_local_deliver (function_graph, IRQs left out; request at "
+     "the dut and reply at the peer)", "/round trip", False, "calls", _calls("calls")),
+    ("helper_calls", "Kernel function calls per echo round trip",
+     "of which rust_helper_* wrappers (C static inlines Rust calls out of line)",
+     "/round trip", False, "calls", _calls("helper_calls")),
 ]
 
 
