@@ -403,7 +403,7 @@ def markdown(boots, metrics, failures, no_plot):
             "",
         ]
     order = ["Echo-reply throughput", "Error-generation throughput", "Scaling", "Latency",
-             "Allocations per echo reply", "Cost"]
+             "Allocations per echo reply", "Kernel function calls per echo round trip", "Cost"]
     groups = [g for g in order if any(m["group"] == g for m in metrics)]
     # Notes that follow a table: the busy vCPUs after the last throughput table, the
     # allocation sites after the allocations.
