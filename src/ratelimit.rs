@@ -112,13 +112,11 @@ pub(crate) fn icmpv4_xrlim_allow(
     if !apply_ratelimit {
         return true;
     }
-    let rc = {
-        match rt.dev(rcu) {
-            Some(dev) if dev.is_loopback() => true,
-            dev => {
-                let vif = dev.map_or(0, |d| d.l3mdev_master_ifindex_rcu(rcu));
-                net.inet_peer_xrlim_allow(rcu, fl4.daddr(), vif, net.sysctl_icmp_ratelimit())
-            }
+    let rc = match rt.dev(rcu) {
+        Some(dev) if dev.is_loopback() => true,
+        dev => {
+            let vif = dev.map_or(0, |d| d.l3mdev_master_ifindex_rcu(rcu));
+            net.inet_peer_xrlim_allow(rcu, fl4.daddr(), vif, net.sysctl_icmp_ratelimit())
         }
     };
     if rc {
