@@ -33,6 +33,12 @@
 #                     and how many of them are rust_helper_* wrappers, the C static inlines
 #                     that Rust calls out of line and C inlines. A count, not a time: the same
 #                     under TCG and on hardware. Also text patching: 1-vCPU boot only.
+#   insns             BENCH_INSNS_N echo round trips, one at a time, between two markers of
+#                     the QEMU plugin tools/insncount, which counts the instructions each
+#                     kernel block executed in between (written by QEMU to BENCH_INSNS_OUT).
+#                     For the report's symbols: /proc/kallsyms once per boot, the module's
+#                     symbols after each Rust run, the functions of the built-in icmp.o.
+#                     tools/bench/run runs it alone, in a boot of its own with the plugin.
 # and, at each load of the module, the memory it takes (/proc/modules, SUnreclaim, Percpu),
 # plus `size` of rust_icmp.ko once per boot.
 #
@@ -52,10 +58,11 @@ ALLOC_N=${BENCH_ALLOC_N:-500}
 # the trace buffer with its stack, so fewer).
 ALLOC_TRACED=${BENCH_ALLOC_TRACED:-100}
 CALLS_N=${BENCH_CALLS_N:-20}
+INSNS_N=${BENCH_INSNS_N:-200}
 WORKLOADS=${BENCH_WORKLOADS:-echo56 echo1400 udp rtt alloc calls}
 FLOOD=${ICMPFLOOD:-$TOP/build/tools/icmpflood/release/icmpflood}
 VCPUS=$(nproc)
-RAW=$OUT/raw-smp$VCPUS.jsonl
+RAW=${BENCH_RAW:-$OUT/raw-smp$VCPUS.jsonl}
 DUT=10.0.1.2
 
 mkdir -p "$OUT" || exit 1
@@ -297,6 +304,31 @@ run_calls() {
 		"$CALLS_N" "$calls" "$helpers" "$overrun" "$(counter_delta "$before" "$after")"
 }
 
+# Each run of icmpflood --mark ends two windows of the plugin: the time since the previous
+# run, then the round trips. Runs are counted in a file, as workloads run in subshells.
+INSNS_RUNS=/tmp/bench.insns-runs
+run_insns() {
+	local out k syms c_obj=${BENCH_C_OBJ:-${RUST_ICMP_KDIR:-/nonexistent}/net/ipv4/icmp.o}
+	[[ -n ${BENCH_INSNS_OUT:-} ]] || { echo "no plugin output (BENCH_INSNS_OUT): tools/bench/run boots with the plugin"; return 1; }
+	k=$(cat "$INSNS_RUNS" 2>/dev/null || echo 0)
+	if ((k == 0)); then
+		echo 0 >/proc/sys/kernel/kptr_restrict
+		grep -v '\[' /proc/kallsyms >"$OUT/insns-kallsyms.txt" || return
+		[[ -f $c_obj ]] && nm --defined-only "$c_obj" | awk '$2 ~ /^[tT]$/ { print $3 }' \
+			>"$OUT/insns-c-functions.txt"
+	fi
+	syms=$OUT/insns-modsyms-$k.txt
+	grep '\[' /proc/kallsyms >"$syms"
+	out=$(flood rtt peer $DUT --size 56 --count "$INSNS_N" --interval-ms 0 --mark 1)
+	local status=$?
+	# A failed icmpflood stopped before its first marker (socket setup) or ran both.
+	((status == 0)) || { echo "$out"; return 1; }
+	echo $((k + 1)) >"$INSNS_RUNS"
+	printf '"n": %d, "window": %d, "counts": "%s", "kallsyms": "%s", "modsyms": "%s", "c_functions": "%s", "rtt": %s' \
+		"$INSNS_N" $((2 * k + 2)) "$BENCH_INSNS_OUT" "$OUT/insns-kallsyms.txt" "$syms" \
+		"$OUT/insns-c-functions.txt" "$out"
+}
+
 run_workload() { # name
 	case $1 in
 	echo56) run_flood echo 56 ;;
@@ -305,6 +337,7 @@ run_workload() { # name
 	rtt) run_rtt ;;
 	alloc) run_alloc ;;
 	calls) run_calls ;;
+	insns) run_insns ;;
 	*) echo "unknown workload $1"; return 1 ;;
 	esac
 }

@@ -5,7 +5,9 @@ records tests/bench.sh wrote, one JSON object a line, in each boot.
 
     report.py --out DIR --boot VCPUS:STATUS:RAW.jsonl [--boot ...]
 
-STATUS is the boot's exit status (qemu/run's): a boot that failed is reported as failed,
+VCPUS is a vCPU count, or `insns` for the 1-vCPU boot with the instruction-counting QEMU
+plugin (tools/insncount), whose runs this script maps to kernel functions. STATUS is the
+boot's exit status (qemu/run's): a boot that failed is reported as failed,
 with whatever it recorded before. Every metric is reported per vCPU count as the median of
 its rounds for C and for Rust, their ratio (Rust/C), the spread of each ((max - min) /
 median) and the range of the per-round ratios: C and Rust of one round ran back to back, so
@@ -16,10 +18,14 @@ Needs Debian's python3 with python3-matplotlib for the plot (without it, no plot
 """
 
 import argparse
+import bisect
+import collections
 import json
 import math
 import os
+import re
 import statistics
+import subprocess
 import sys
 
 IMPLS = ("c", "rust")
@@ -151,11 +157,132 @@ METRICS = [
 ]
 
 
+def _insns(field):
+    """A per-round-trip figure of the instruction count (see insns_analysis)."""
+    return lambda r: dget(r, "insns", field)
+
+
+INSNS_GROUP = "Instructions per echo round trip"
+METRICS += [
+    ("insns_kernel", INSNS_GROUP, "kernel instructions (the request sent, answered, the reply "
+     "received: both namespaces, one vCPU)", "/round trip", False, "insns",
+     _insns("kernel")),
+    ("insns_icmp", INSNS_GROUP, "of which in the ICMP code (C: net/ipv4/icmp.o; Rust: "
+     "rust_icmp.ko, the kernel crate, rust_helper_*)", "/round trip", False, "insns",
+     _insns("icmp")),
+    ("insns_rest", INSNS_GROUP, "of which in the rest of the kernel", "/round trip", False,
+     "insns", _insns("rest")),
+    ("insns_user", INSNS_GROUP, "user-space instructions (icmpflood; the same code both ways)",
+     "/round trip", False, "insns", _insns("user")),
+    ("insns_blocks", INSNS_GROUP, "kernel blocks entered (QEMU translation blocks)",
+     "/round trip", False, "insns", _insns("blocks")),
+    ("insns_lookups", INSNS_GROUP, "block entries QEMU cannot chain (from another page, after "
+     "a return or an indirect call): a lookup each under TCG", "/round trip", False, "insns",
+     _insns("lookups")),
+    ("insns_lookups_icmp", INSNS_GROUP, "of which into the ICMP code", "/round trip", False,
+     "insns", _insns("lookups_icmp")),
+]
+
+
+class InsnCounts:
+    """The output of tools/insncount (one file per boot) and the symbols the guest saved,
+    read once each."""
+
+    def __init__(self):
+        self.windows = {}
+        self.symbols = {}
+        self.functions = {}
+
+    def window(self, path, n):
+        if path not in self.windows:
+            wins, cur = {}, None
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    w = line.split()
+                    if not w:
+                        continue
+                    if w[0] == "window":
+                        cur = {"user": 0, "blocks": []}
+                        wins[int(w[1])] = cur
+                    elif w[0] == "user":
+                        cur["user"] = int(w[1])
+                    elif w[0] != "end" and cur is not None:
+                        cur["blocks"].append((int(w[0], 16), *map(int, w[1:5])))
+            self.windows[path] = wins
+        return self.windows[path].get(n)
+
+    def symtab(self, kallsyms, modsyms):
+        """Sorted (address, name) of kernel text, vmlinux's and the modules' of the run."""
+        key = (kallsyms, modsyms)
+        if key not in self.symbols:
+            syms = []
+            for path in (kallsyms, modsyms):
+                with open(path, encoding="utf-8") as f:
+                    for line in f:
+                        w = line.split()
+                        if len(w) >= 3 and w[1] in "tTwW":
+                            syms.append((int(w[0], 16), " ".join(w[2:4])))
+            syms.sort()
+            self.symbols[key] = ([a for a, _ in syms], [n for _, n in syms])
+        return self.symbols[key]
+
+    def c_functions(self, path):
+        if path not in self.functions:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    self.functions[path] = set(f.read().split())
+            except OSError:
+                self.functions[path] = set()
+        return self.functions[path]
+
+
+def is_icmp_code(name, c_functions):
+    """The ICMP code of either implementation: the functions of the built-in icmp.o, or
+    rust_icmp's (the module, the kernel crate's Rust in vmlinux, the rust_helper_* wrappers).
+    Nothing calls the Rust ones while the built-in code runs, nor icmp.o's (but the live
+    patched icmp_out_count's entry) while rust_icmp does."""
+    return (name in c_functions or name.endswith("[rust_icmp]") or name.startswith("_R")
+            or name.startswith("rust_helper_"))
+
+
+def insns_analysis(r, counts):
+    """Per echo round trip, from the plugin's window of run r: instructions (kernel, user, in
+    the ICMP code and out of it), blocks entered, entries QEMU cannot chain, and the same by
+    kernel function."""
+    win = counts.window(r["counts"], r["window"])
+    if win is None:
+        raise ValueError(f"window {r['window']} missing from {r['counts']}")
+    n = r["n"]
+    addrs, names = counts.symtab(r["kallsyms"], r["modsyms"])
+    cf = counts.c_functions(r["c_functions"])
+    per_fn = collections.defaultdict(lambda: [0, 0])
+    tot = {"kernel": 0, "icmp": 0, "blocks": 0, "lookups": 0, "lookups_icmp": 0}
+    for vaddr, ninsns, count, _cross, lookups in win["blocks"]:
+        i = bisect.bisect_right(addrs, vaddr) - 1
+        name = names[i] if i >= 0 else "?"
+        per_fn[name][0] += ninsns * count
+        per_fn[name][1] += lookups
+        tot["kernel"] += ninsns * count
+        tot["blocks"] += count
+        tot["lookups"] += lookups
+        if is_icmp_code(name, cf):
+            tot["icmp"] += ninsns * count
+            tot["lookups_icmp"] += lookups
+    out = {k: v / n for k, v in tot.items()}
+    out["rest"] = (tot["kernel"] - tot["icmp"]) / n
+    out["user"] = win["user"] / n
+    out["functions"] = {k: [v[0] / n, v[1] / n] for k, v in per_fn.items()}
+    return out
+
+
 def load_boot(spec):
     """--boot VCPUS:STATUS:PATH -> dict with the boot's records."""
     vcpus, status, path = spec.split(":", 2)
-    boot = {"vcpus": int(vcpus), "status": int(status), "path": path, "meta": {},
-            "records": [], "problems": []}
+    plugin = vcpus == "insns"
+    boot = {"vcpus": 1 if plugin else int(vcpus), "plugin": plugin, "status": int(status),
+            "path": path, "meta": {}, "records": [], "problems": [],
+            "console": f"console-{'insns' if plugin else 'smp' + vcpus}.log",
+            "name": "instruction-count boot (1 vCPU)" if plugin else f"{vcpus} vCPU(s)"}
     try:
         with open(path, encoding="utf-8") as f:
             for i, line in enumerate(f, 1):
@@ -173,7 +300,14 @@ def load_boot(spec):
             boot["meta"] = r
     if boot["status"] != 0:
         boot["problems"].append(f"the VM exited with status {boot['status']} "
-                                f"(see console-smp{vcpus}.log)")
+                                f"(see {boot['console']})")
+    counts = InsnCounts()
+    for r in boot["records"]:
+        if r.get("workload") == "insns" and "error" not in r:
+            try:
+                r["insns"] = insns_analysis(r, counts)
+            except (OSError, ValueError, KeyError) as e:
+                r["error"] = f"instruction count unreadable: {e}"
     splats = next((r.get("splats", "").strip() for r in boot["records"]
                    if r.get("kind") == "kernel_log"), None)
     if splats:
@@ -217,7 +351,7 @@ def busy_summary(boots):
             if rows:
                 per_impl[impl] = [statistics.median(col) for col in zip(*rows)]
         if per_impl:
-            parts.append(f"{b['vcpus']} vCPU(s): " + ", ".join(
+            parts.append(f"{b['name']}: " + ", ".join(
                 f"{'C' if impl == 'c' else 'Rust'} " + "/".join(f"{v:.0f}%" for v in vals)
                 for impl, vals in per_impl.items()))
     if not parts:
@@ -258,7 +392,7 @@ def measured_metrics(boot, failures):
         })
     for r in runs:
         if "error" in r:
-            failures.append(f"{boot['vcpus']} vCPU(s), round {r['round']}, {r.get('impl')}, "
+            failures.append(f"{boot['name']}, round {r['round']}, {r.get('impl')}, "
                             f"{r.get('workload')}: {r['error']}")
     return out
 
@@ -293,7 +427,7 @@ def cost_metrics(boots):
         for r in b["records"]:
             if r.get("kind") == "size":
                 sizes.setdefault(r["impl"], r)
-            elif r.get("kind") in ("load", "unload"):
+            elif r.get("kind") in ("load", "unload") and not b["plugin"]:
                 loads.append(r)
     c_obj = sizes.get("c", {}).get("file")
     for field in ("text", "data", "bss"):
@@ -375,11 +509,11 @@ def markdown(boots, metrics, failures, no_plot):
         f"Kernel {meta.get('kernel', '?')}, {meta.get('date', '?')}; "
         f"{meta.get('rounds', '?')} rounds per boot, {meta.get('seconds', '?')} s per flood; "
         "one boot per vCPU count: " + ", ".join(
-            f"{b['vcpus']} vCPU(s) ({b['meta'].get('accel', '?')}"
+            f"{b['name']} ({b['meta'].get('accel', '?')}"
             + (", FAILED" if b["status"] else "") + ")" for b in boots) + ".",
         "",
     ]
-    loads = [f"{b['vcpus']} vCPU(s): {b['meta']['host_load']}" for b in boots
+    loads = [f"{b['name']}: {b['meta']['host_load']}" for b in boots
              if b["meta"].get("host_load")]
     if loads:
         lines += ["Host at the start of each boot: " + "; ".join(loads) + ".", ""]
@@ -403,7 +537,8 @@ def markdown(boots, metrics, failures, no_plot):
             "",
         ]
     order = ["Echo-reply throughput", "Error-generation throughput", "Scaling", "Latency",
-             "Allocations per echo reply", "Kernel function calls per echo round trip", "Cost"]
+             "Allocations per echo reply", "Kernel function calls per echo round trip",
+             INSNS_GROUP, "Cost"]
     groups = [g for g in order if any(m["group"] == g for m in metrics)]
     # Notes that follow a table: the busy vCPUs after the last throughput table, the
     # allocation sites after the allocations.
@@ -417,6 +552,7 @@ def markdown(boots, metrics, failures, no_plot):
                 f"{'C' if impl == 'c' else 'Rust'}: "
                 + ", ".join(f"{k} {v:.2f}" for k, v in sorted(s.items()))
                 for impl, s in sites.items()) + ".", ""]
+    notes[INSNS_GROUP] = insns_notes(boots)
     for g in groups:
         lines += [f"## {g}", ""]
         ms = [m for m in metrics if m["group"] == g]
@@ -450,7 +586,7 @@ def markdown(boots, metrics, failures, no_plot):
         lines.append("")
         lines += notes.get(g, [])
     lines += ["## Problems", ""]
-    problems = [f"{b['vcpus']} vCPU(s): {p}" for b in boots for p in b["problems"]] + failures
+    problems = [f"{b['name']}: {p}" for b in boots for p in b["problems"]] + failures
     lines += [f"- {p}" for p in problems] if problems else ["None: every run completed."]
     lines.append("")
     if no_plot:
@@ -460,6 +596,67 @@ def markdown(boots, metrics, failures, no_plot):
     lines += ["Raw records: " + ", ".join(f"`{os.path.basename(b['path'])}`" for b in boots)
               + " (one JSON object a line, written by tests/bench.sh).", ""]
     return "\n".join(lines)
+
+
+def demangle(names):
+    """Rust symbols as paths (binutils' c++filt reads Rust's v0 mangling), without the crate
+    hashes; any other name as it is."""
+    names = list(names)
+    try:
+        out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True,
+                             text=True, check=True).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        out = names
+    if len(out) < len(names):
+        out = names
+    return {n: re.sub(r"\[[0-9a-f]{16}\]", "", d) for n, d in zip(names, out)}
+
+
+def insns_notes(boots, top=15):
+    """Markdown after the instruction counts: what they are, and the kernel functions whose
+    instructions per round trip differ most between C and Rust (mean over the rounds)."""
+    per_impl = {}
+    for b in boots:
+        for r in b["records"]:
+            f = dget(r, "insns", "functions")
+            if f is None or r.get("impl") not in IMPLS:
+                continue
+            acc = per_impl.setdefault(r["impl"], [collections.defaultdict(lambda: [0.0, 0.0]), 0])
+            for name, (ins, look) in f.items():
+                acc[0][name][0] += ins
+                acc[0][name][1] += look
+            acc[1] += 1
+    if len(per_impl) < 2:
+        return []
+    mean = {impl: {k: (v[0] / n, v[1] / n) for k, v in fns.items()}
+            for impl, (fns, n) in per_impl.items()}
+    names = set(mean["c"]) | set(mean["rust"])
+    get = lambda impl, k, i: mean[impl].get(k, (0.0, 0.0))[i]
+    diff = sorted(names, key=lambda k: -abs(get("rust", k, 0) - get("c", k, 0)))[:top]
+    lines = [
+        "Counted by the QEMU plugin tools/insncount in a boot of its own: every instruction "
+        "the vCPU executed between two markers icmpflood runs before its first echo request "
+        "and after its last reply (one request at a time, no pause), divided by the round "
+        "trips. Counts, not times: they do not depend on how fast the host ran the guest, and "
+        "an x86 CPU executes the same instructions. The blocks and lookups are TCG's own "
+        "cost: QEMU jumps from a translated block straight to the next only when the jump is "
+        "direct and stays on the block's 4 KiB page; every other entry looks the next block "
+        "up in QEMU's tables, which costs TCG far more than an instruction and hardware "
+        "nothing comparable.",
+        "",
+        f"The {top} kernel functions whose instructions per round trip differ most "
+        "(mean over the rounds; lookups: block entries QEMU could not chain):",
+        "",
+        "| function | C insns | Rust insns | Rust − C | C lookups | Rust lookups |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    pretty = demangle(diff)
+    for k in diff:
+        name = pretty[k]
+        lines.append(f"| `{name}` | {get('c', k, 0):.0f} | {get('rust', k, 0):.0f} | "
+                     f"{get('rust', k, 0) - get('c', k, 0):+.0f} | {get('c', k, 1):.0f} | "
+                     f"{get('rust', k, 1):.0f} |")
+    return lines + [""]
 
 
 def alloc_sites(boots):
@@ -567,7 +764,7 @@ def main():
     with open(os.path.join(args.out, "report.md"), "w", encoding="utf-8") as f:
         f.write(markdown(boots, metrics, failures, no_plot))
     report = {
-        "boots": [{"vcpus": b["vcpus"], "status": b["status"], "raw": b["path"],
+        "boots": [{"vcpus": b["vcpus"], "name": b["name"], "status": b["status"], "raw": b["path"],
                    "meta": b["meta"], "problems": b["problems"]} for b in boots],
         "metrics": metrics,
         "failures": failures,

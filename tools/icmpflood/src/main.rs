@@ -4,7 +4,7 @@
 //! ```text
 //! icmpflood echo NETNS DST [--size N] [--flows F] [--threads T] [--seconds S] [--batch B]
 //! icmpflood udp  NETNS DST [--size N] [--flows F] [--threads T] [--seconds S] [--batch B]
-//! icmpflood rtt  NETNS DST [--size N] [--count C] [--interval-ms I]
+//! icmpflood rtt  NETNS DST [--size N] [--count C] [--interval-ms I] [--mark 0|1]
 //! ```
 //!
 //! From network namespace NETNS (a name under /run/netns):
@@ -15,7 +15,10 @@
 //! - `udp` floods UDP port 9 of DST (closed) with N-byte datagrams from F source ports
 //!   (at least T) and counts the port unreachables that quote one of them;
 //! - `rtt` sends C echo requests one at a time, each after the previous reply (or a 1 s
-//!   timeout) and a pause of I ms, and reports round-trip percentiles.
+//!   timeout) and a pause of I ms, and reports round-trip percentiles. With `--mark 1` it
+//!   executes a marker instruction just before the first request and just after the last
+//!   reply, so that the QEMU plugin tools/insncount counts the instructions of the round
+//!   trips alone (make bench's `insns` workload); the marker is a no-op on any x86-64.
 //!
 //! The result is one JSON object on standard output. The senders do as little work per
 //! packet as possible: every packet is built once, before the clock starts, and sent again and
@@ -65,12 +68,14 @@ struct Args {
     /// Whether `echo`/`udp` receive and count the answers (`--receive 0`: the dut's counters
     /// are the only count, and no receiving thread or raw socket adds its cost).
     receive: bool,
+    /// Whether `rtt` executes [`mark`] around its round trips.
+    mark: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: icmpflood echo|udp|rtt NETNS DST [--size N] [--flows F] [--threads T] \
-         [--seconds S] [--batch B] [--count C] [--interval-ms I] [--receive 0|1]"
+         [--seconds S] [--batch B] [--count C] [--interval-ms I] [--receive 0|1] [--mark 0|1]"
     );
     std::process::exit(2);
 }
@@ -95,6 +100,7 @@ fn parse_args() -> Args {
         count: 200,
         interval_ms: 5,
         receive: true,
+        mark: false,
     };
     while let Some(flag) = it.next() {
         let v = it.next().unwrap_or_else(|| usage());
@@ -103,6 +109,7 @@ fn parse_args() -> Args {
             "--flows" => a.flows = v.parse().unwrap_or_else(|_| usage()),
             "--threads" => a.threads = v.parse().unwrap_or_else(|_| usage()),
             "--receive" => a.receive = v != "0",
+            "--mark" => a.mark = v != "0",
             "--seconds" => a.seconds = v.parse().unwrap_or_else(|_| usage()),
             "--batch" => a.batch = v.parse().unwrap_or_else(|_| usage()),
             "--count" => a.count = v.parse().unwrap_or_else(|_| usage()),
@@ -544,6 +551,21 @@ fn flood(a: &Args) -> io::Result<String> {
     ))
 }
 
+/// The marker of tools/insncount: `nopl 0x1ce1c0de(%rax,%rax,1)`, an 8-byte no-op whose
+/// displacement no compiler emits. Under the plugin it ends one counting window and starts
+/// the next; anywhere else it does nothing.
+#[inline(never)]
+fn mark() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a no-op: it reads no memory and changes no register or flag.
+    unsafe {
+        std::arch::asm!(
+            ".byte 0x0f, 0x1f, 0x84, 0x00, 0xde, 0xc0, 0xe1, 0x1c",
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+}
+
 fn rtt(a: &Args) -> io::Result<String> {
     let raw = socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)?;
     // Only echo replies reach this socket.
@@ -555,6 +577,9 @@ fn rtt(a: &Args) -> io::Result<String> {
     let mut lost = 0usize;
     let mut buf = [0u8; 4096];
     let size = a.size.max(8);
+    if a.mark {
+        mark();
+    }
     for i in 0..a.count {
         let seq = i as u16;
         let sent_at = origin.elapsed().as_nanos() as u64;
@@ -601,6 +626,9 @@ fn rtt(a: &Args) -> io::Result<String> {
         if a.interval_ms > 0 {
             thread::sleep(Duration::from_millis(a.interval_ms));
         }
+    }
+    if a.mark {
+        mark();
     }
     rtts.sort_by(|x, y| x.total_cmp(y));
     let pct = |p: f64| -> f64 {
