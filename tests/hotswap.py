@@ -19,6 +19,7 @@ log is scanned for splats by run_all.sh / stress.sh after the test.
 import json
 import os
 import random
+import select
 import subprocess
 import sys
 import time
@@ -44,6 +45,15 @@ class Traffic:
         self.account = subprocess.Popen(
             [sys.executable, os.path.join(LIB, "echo_account.py"), t.PEER, t.DUT_ADDR,
              str(RATE), "4"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        # The phase starts when the accounted stream does: a fixed pause is not enough where
+        # starting Python takes longer than the phase (4 vCPUs of the debug kernel on one
+        # host thread measured a 15 s baseline as 0.1 s of traffic).
+        ready, _, _ = select.select([self.account.stdout], [], [], 600)
+        line = self.account.stdout.readline().strip() if ready else ""
+        if line != "sending":
+            self.account.kill()
+            self.account.wait()
+            raise RuntimeError(f"echo_account.py did not start sending ({line or 'no output'})")
         self.flood = subprocess.Popen(
             [sys.executable, os.path.join(LIB, "flood.py"), t.PEER, t.DUT_ADDR, "100000"],
             stdout=subprocess.DEVNULL)

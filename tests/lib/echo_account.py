@@ -7,8 +7,9 @@
 From namespace NS, sends echo requests to DST at RATE per second, each carrying a 64-bit
 serial number in its payload (and, readable on the wire, identifier 0x5100 + serial / 65536
 and sequence serial % 65536), and every UDP_EVERY-th request also a UDP datagram to closed
-port 9 of DST. Runs until its standard input is closed, waits a second for late answers,
-then prints one JSON object: requests sent, the number of serials answered once, twice or
+port 9 of DST. Prints `sending` when its sockets are set up and the first request is about
+to leave, runs until its standard input is closed, waits a second for late answers, then
+prints one JSON object: requests sent, the number of serials answered once, twice or
 more (duplicates) and never (lost, with the first few listed), and the port unreachables
 received. The receive side matches replies by serial, so reordering does not matter.
 """
@@ -68,6 +69,9 @@ def main():
     rx.start()
 
     sent = send_errors = udp_sent = 0
+    # The caller times its phases from here: starting Python and this script can take many
+    # seconds on a loaded debug kernel under TCG.
+    print("sending", flush=True)
     start = time.monotonic()
     while True:
         # Pace: the n-th request leaves at start + n / rate. Standard input is polled before
