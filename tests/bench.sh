@@ -138,8 +138,16 @@ setup() {
 	for k in icmp_ratelimit=0 icmp_msgs_per_sec=1000000000 icmp_msgs_burst=1000000000; do
 		ip netns exec dut sysctl -q -w "net.ipv4.$k" || return
 	done
-	# Resolve the neighbours before the first measurement.
+	# Resolve the neighbours before the first measurement, then pin them: a neighbour entry
+	# that ages from REACHABLE to STALE, DELAY and PROBE sends its packets through
+	# neigh_resolve_output instead of the cached header for a while (and ARP probes), at
+	# whatever moment its timers say, which would land in some runs and not in others.
 	ip netns exec peer ping -c 1 -W 5 $DUT >/dev/null
+	local mac
+	mac=$(ip -n dut -br link show veth0 | awk '{ print $3 }')
+	ip -n peer neigh replace $DUT dev veth0 lladdr "$mac" nud permanent || return
+	mac=$(ip -n peer -br link show veth0 | awk '{ print $3 }')
+	ip -n dut neigh replace 10.0.1.1 dev veth0 lladdr "$mac" nud permanent || return
 }
 
 # The module's memory once loaded: its size in /proc/modules (code and data) and what the

@@ -181,6 +181,12 @@ METRICS += [
      _insns("lookups")),
     ("insns_lookups_icmp", INSNS_GROUP, "of which into the ICMP code", "/round trip", False,
      "insns", _insns("lookups_icmp")),
+    ("insns_tsc", INSNS_GROUP, "host cycles QEMU spent in the kernel (a time: TCG's, and "
+     "noisy; see below)", "/round trip", False, "insns", _insns("tsc")),
+    ("insns_tsc_icmp", INSNS_GROUP, "of which in the ICMP code", "/round trip", False, "insns",
+     _insns("tsc_icmp")),
+    ("insns_tsc_rest", INSNS_GROUP, "of which in the rest of the kernel", "/round trip", False,
+     "insns", _insns("tsc_rest")),
 ]
 
 
@@ -207,7 +213,7 @@ class InsnCounts:
                     elif w[0] == "user":
                         cur["user"] = int(w[1])
                     elif w[0] != "end" and cur is not None:
-                        cur["blocks"].append((int(w[0], 16), *map(int, w[1:5])))
+                        cur["blocks"].append((int(w[0], 16), *map(int, w[1:6])))
             self.windows[path] = wins
         return self.windows[path].get(n)
 
@@ -255,23 +261,28 @@ def insns_analysis(r, counts):
     n = r["n"]
     addrs, names = counts.symtab(r["kallsyms"], r["modsyms"])
     cf = counts.c_functions(r["c_functions"])
-    per_fn = collections.defaultdict(lambda: [0, 0])
-    tot = {"kernel": 0, "icmp": 0, "blocks": 0, "lookups": 0, "lookups_icmp": 0}
-    for vaddr, ninsns, count, _cross, lookups in win["blocks"]:
+    per_fn = collections.defaultdict(lambda: [0, 0, 0])
+    tot = {"kernel": 0, "icmp": 0, "blocks": 0, "lookups": 0, "lookups_icmp": 0,
+           "tsc": 0, "tsc_icmp": 0}
+    for vaddr, ninsns, count, _cross, lookups, tsc in win["blocks"]:
         i = bisect.bisect_right(addrs, vaddr) - 1
         name = names[i] if i >= 0 else "?"
         per_fn[name][0] += ninsns * count
         per_fn[name][1] += lookups
+        per_fn[name][2] += tsc
         tot["kernel"] += ninsns * count
         tot["blocks"] += count
         tot["lookups"] += lookups
+        tot["tsc"] += tsc
         if is_icmp_code(name, cf):
             tot["icmp"] += ninsns * count
             tot["lookups_icmp"] += lookups
+            tot["tsc_icmp"] += tsc
     out = {k: v / n for k, v in tot.items()}
     out["rest"] = (tot["kernel"] - tot["icmp"]) / n
+    out["tsc_rest"] = (tot["tsc"] - tot["tsc_icmp"]) / n
     out["user"] = win["user"] / n
-    out["functions"] = {k: [v[0] / n, v[1] / n] for k, v in per_fn.items()}
+    out["functions"] = {k: [v[0] / n, v[1] / n, v[2] / n] for k, v in per_fn.items()}
     return out
 
 
@@ -612,51 +623,60 @@ def demangle(names):
     return {n: re.sub(r"\[[0-9a-f]{16}\]", "", d) for n, d in zip(names, out)}
 
 
-def insns_notes(boots, top=15):
+def insns_notes(boots, top=12):
     """Markdown after the instruction counts: what they are, and the kernel functions whose
-    instructions per round trip differ most between C and Rust (mean over the rounds)."""
+    instructions, then whose host cycles, per round trip differ most between C and Rust
+    (instructions: mean over the rounds; cycles: median, they are noisy)."""
     per_impl = {}
     for b in boots:
         for r in b["records"]:
             f = dget(r, "insns", "functions")
-            if f is None or r.get("impl") not in IMPLS:
-                continue
-            acc = per_impl.setdefault(r["impl"], [collections.defaultdict(lambda: [0.0, 0.0]), 0])
-            for name, (ins, look) in f.items():
-                acc[0][name][0] += ins
-                acc[0][name][1] += look
-            acc[1] += 1
+            if f is not None and r.get("impl") in IMPLS:
+                per_impl.setdefault(r["impl"], []).append(f)
     if len(per_impl) < 2:
         return []
-    mean = {impl: {k: (v[0] / n, v[1] / n) for k, v in fns.items()}
-            for impl, (fns, n) in per_impl.items()}
+
+    def agg(runs):
+        names = set().union(*runs)
+        return {k: (statistics.mean(r.get(k, (0, 0, 0))[0] for r in runs),
+                    statistics.mean(r.get(k, (0, 0, 0))[1] for r in runs),
+                    statistics.median(r.get(k, (0, 0, 0))[2] for r in runs)) for k in names}
+
+    mean = {impl: agg(runs) for impl, runs in per_impl.items()}
     names = set(mean["c"]) | set(mean["rust"])
-    get = lambda impl, k, i: mean[impl].get(k, (0.0, 0.0))[i]
-    diff = sorted(names, key=lambda k: -abs(get("rust", k, 0) - get("c", k, 0)))[:top]
+    get = lambda impl, k, i: mean[impl].get(k, (0.0, 0.0, 0.0))[i]
     lines = [
         "Counted by the QEMU plugin tools/insncount in a boot of its own: every instruction "
         "the vCPU executed between two markers icmpflood runs before its first echo request "
         "and after its last reply (one request at a time, no pause), divided by the round "
-        "trips. Counts, not times: they do not depend on how fast the host ran the guest, and "
-        "an x86 CPU executes the same instructions. The blocks and lookups are TCG's own "
-        "cost: QEMU jumps from a translated block straight to the next only when the jump is "
-        "direct and stays on the block's 4 KiB page; every other entry looks the next block "
-        "up in QEMU's tables, which costs TCG far more than an instruction and hardware "
-        "nothing comparable.",
+        "trips. Instructions are counts: they do not depend on how fast the host ran the "
+        "guest, and an x86 CPU executes the same. The blocks and lookups are TCG's own cost: "
+        "QEMU jumps from a translated block straight to the next only when the jump is direct "
+        "and stays on the block's 4 KiB page; every other entry looks the next block up in "
+        "QEMU's tables. The host cycles are a time: the host's time stamp counter at each "
+        "kernel block entry, charged to the block that ran until then (a gap over 50,000 "
+        "cycles, the host running something else, left out). They include the plugin's own "
+        "callback, the same per block both ways, and say where TCG spends its time, not "
+        "where a CPU would.",
         "",
-        f"The {top} kernel functions whose instructions per round trip differ most "
-        "(mean over the rounds; lookups: block entries QEMU could not chain):",
-        "",
-        "| function | C insns | Rust insns | Rust − C | C lookups | Rust lookups |",
-        "|---|---:|---:|---:|---:|---:|",
     ]
-    pretty = demangle(diff)
-    for k in diff:
-        name = pretty[k]
-        lines.append(f"| `{name}` | {get('c', k, 0):.0f} | {get('rust', k, 0):.0f} | "
-                     f"{get('rust', k, 0) - get('c', k, 0):+.0f} | {get('c', k, 1):.0f} | "
-                     f"{get('rust', k, 1):.0f} |")
-    return lines + [""]
+    for col, what in ((0, "instructions"), (2, "host cycles")):
+        diff = sorted(names, key=lambda k: -abs(get("rust", k, col) - get("c", k, col)))[:top]
+        pretty = demangle(diff)
+        lines += [
+            f"The {top} kernel functions whose {what} per round trip differ most (lookups: "
+            "block entries QEMU could not chain):",
+            "",
+            "| function | C insns | Rust insns | C lookups | Rust lookups | C cycles | "
+            "Rust cycles |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for k in diff:
+            lines.append(f"| `{pretty[k]}` | {get('c', k, 0):,.0f} | {get('rust', k, 0):,.0f} | "
+                         f"{get('c', k, 1):.0f} | {get('rust', k, 1):.0f} | "
+                         f"{get('c', k, 2):,.0f} | {get('rust', k, 2):,.0f} |")
+        lines.append("")
+    return lines
 
 
 def alloc_sites(boots):

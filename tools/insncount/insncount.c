@@ -11,9 +11,10 @@
  *
  *   window N
  *   user INSNS                          instructions executed at user addresses
- *   VADDR NINSNS COUNT CROSS LOOKUP     one line per kernel block executed COUNT times,
+ *   VADDR NINSNS COUNT CROSS LOOKUP TSC one line per kernel block executed COUNT times,
  *                                       CROSS of them entered from a block on another
- *                                       page, LOOKUP of them not by a chained jump
+ *                                       page, LOOKUP of them not by a chained jump; TSC
+ *                                       host cycles from its entries to the next block's
  *   end N
  *
  * and starts counting again from zero; tools/bench/report.py maps VADDR to a kernel function
@@ -30,6 +31,13 @@
  * counted with a callback per kernel block executed, which is slower than the inline counts
  * but still a few seconds for a few hundred round trips.
  *
+ * TSC is a time, not a count: the host's time stamp counter read at each kernel block entry,
+ * charged to the block that was running. It covers what QEMU does for the block (run the
+ * translated code, fill its software TLB, look up the next block) and the callback itself,
+ * which costs every block alike; it says where TCG spends its time, not a CPU. A gap longer
+ * than tsc_cap=N cycles (default 50000) is the host running something else (or the guest
+ * idling), not the block: it is left out.
+ *
  * The counters are plain 64-bit additions, not atomic: the plugin is meant for a 1-vCPU
  * guest, and refuses to load in a guest with more.
  *
@@ -43,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <x86intrin.h>
 
 /* --- QEMU's plugin API, version 1 (QEMU 6.0 to 8.x) --- */
 typedef uint64_t qemu_plugin_id_t;
@@ -99,6 +108,7 @@ struct block {
 	uint64_t count;
 	uint64_t cross;
 	uint64_t lookup;
+	uint64_t tsc;
 	bool indirect_end;
 };
 
@@ -110,6 +120,17 @@ static uint64_t user_insns;
  * branch (user space: yes, the way into the kernel is an exception or a system call). */
 static uint64_t last_page;
 static bool last_indirect = true;
+/* The kernel block running since last_tsc (NULL: user space, or a new window). */
+static struct block *running;
+static uint64_t last_tsc;
+static uint64_t tsc_cap = 50000;
+
+/* Charges the time since the last block entry to the block that ran. */
+static inline void charge(uint64_t now)
+{
+	if (running && now - last_tsc <= tsc_cap)
+		running->tsc += now - last_tsc;
+}
 static unsigned long window;
 static FILE *out;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -148,14 +169,17 @@ static void on_marker(unsigned int vcpu, void *udata)
 		struct block *b = &chunks[i / CHUNK][i % CHUNK];
 
 		if (b->count) {
-			fprintf(out, "%" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
-				b->vaddr, b->ninsns, b->count, b->cross, b->lookup);
+			fprintf(out, "%" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+				" %" PRIu64 "\n", b->vaddr, b->ninsns, b->count, b->cross, b->lookup,
+				b->tsc);
 			b->count = 0;
 			b->cross = 0;
 			b->lookup = 0;
+			b->tsc = 0;
 		}
 	}
 	fprintf(out, "end %lu\n", window);
+	running = NULL;
 	fflush(out);
 	pthread_mutex_unlock(&lock);
 }
@@ -163,9 +187,12 @@ static void on_marker(unsigned int vcpu, void *udata)
 static void on_kernel_block(unsigned int vcpu, void *udata)
 {
 	struct block *b = udata;
-	uint64_t page = b->vaddr >> 12;
+	uint64_t page = b->vaddr >> 12, now = __rdtsc();
 
 	(void)vcpu;
+	charge(now);
+	running = b;
+	last_tsc = now;
 	if (page != last_page)
 		b->cross++;
 	if (page != last_page || last_indirect)
@@ -178,6 +205,8 @@ static void on_user_block(unsigned int vcpu, void *udata)
 {
 	(void)vcpu;
 	(void)udata;
+	charge(__rdtsc());
+	running = NULL;
 	last_page = 0;
 	last_indirect = true;
 }
@@ -263,6 +292,8 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
 	for (i = 0; i < argc; i++)
 		if (!strncmp(argv[i], "out=", 4))
 			path = argv[i] + 4;
+		else if (!strncmp(argv[i], "tsc_cap=", 8))
+			tsc_cap = strtoull(argv[i] + 8, NULL, 0);
 	if (!path) {
 		qemu_plugin_outs("insncount: needs out=FILE\n");
 		return -1;
