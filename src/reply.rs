@@ -16,7 +16,6 @@
 use core::mem::MaybeUninit;
 use kernel::{
     net::{
-        checksum::Wsum,
         ipv4::{
             icmp::IcmpMib,
             route::{Flowi4, Route},
@@ -117,16 +116,23 @@ pub(crate) fn icmp_push_reply(
         return;
     }
     let queued = sk.pending_csum();
-    // The header with its checksum (0 in `param`) completed over header and payload.
-    let mut head = param.data.to_bytes();
-    let icmph = &mut head[..param.head_len];
-    let csum = Wsum::ZERO.partial(icmph).add(queued);
-    icmph[2..4].copy_from_slice(&csum.fold().to_bytes());
+    // The header, its checksum 0 in `param`, copied and summed as C does it (see
+    // `write_transport_header_csum`), then the checksum over header and payload.
+    let head = param.data.to_bytes();
+    let icmph = &head[..param.head_len];
     let Some(mut skb) = sk.first_pending() else {
         return;
     };
-    if skb.write_transport_header(icmph).is_err() {
+    let Ok(head_sum) = skb.write_transport_header_csum(icmph) else {
         // `ip_append_data` reserved `head_len` bytes there; this cannot happen.
+        sk.flush_pending_frames();
+        return;
+    };
+    let [c0, c1] = head_sum.add(queued).fold().to_bytes();
+    if skb
+        .write_transport_header(&[icmph[0], icmph[1], c0, c1])
+        .is_err()
+    {
         sk.flush_pending_frames();
         return;
     }
@@ -175,39 +181,28 @@ fn csum_replace2(hc: u16, m: u16, m2: u16) -> u16 {
 }
 
 /// Turns the echo request in `r` into its reply: the ICMP type, and the checksum updated
-/// for it (RFC 1624), so that the payload is neither copied nor summed. The result equals
-/// the checksum `icmp_push_reply` computes from scratch over the request's verified bytes,
-/// except where that is 0xffff (a reply of zeros only) and the update gives 0: a result of 0
-/// is therefore computed from scratch. False (nothing changed) if the header is not there.
+/// for it (RFC 1624), so that the payload is neither copied nor summed.
+///
+/// The update gives the checksum `icmp_push_reply` computes from scratch, bit for bit. C's
+/// sum starts from `~0` (`csum_partial_copy_generic`), so for a reply whose 16-bit words add
+/// up to zero (all zeros, or summing to 0xffff) it writes 0, never 0xffff: a reply of zeros
+/// only goes out with a checksum its receiver rejects. Equation 3 also gives 0 there, and
+/// 0xffff only if the old word were 0xffff, which an echo request's type and code (0x0800)
+/// are not. False (nothing changed) if the header is not there.
 fn icmp_echo_in_place(r: &mut Reused, icmph: &IcmpHdr) -> bool {
-    let mut h = [0u8; IcmpHdr::LEN];
-    match r.transport_header_mut(IcmpHdr::LEN) {
-        Some(hdr) => h.copy_from_slice(hdr),
-        None => return false,
-    }
-    let old = u16::from_be_bytes([h[0], h[1]]);
-    h[0] = icmph.type_;
-    h[1] = icmph.code;
-    let csum = csum_replace2(
-        u16::from_be_bytes([h[2], h[3]]),
-        old,
-        u16::from_be_bytes([h[0], h[1]]),
-    );
-    if csum != 0 {
-        h[2..4].copy_from_slice(&csum.to_be_bytes());
-    } else {
-        let skb = r.skb();
-        let Some(payload) = skb.checksum(0, skb.len()) else {
-            return false;
-        };
-        h[2..4].fill(0);
-        let csum = Wsum::ZERO.partial(&h).add(payload);
-        h[2..4].copy_from_slice(&csum.fold().to_bytes());
-    }
-    match r.transport_header_mut(IcmpHdr::LEN) {
-        Some(hdr) => hdr.copy_from_slice(&h),
-        None => return false,
-    }
+    // The header as a fixed-size array: plain loads and stores, where `copy_from_slice` on
+    // slices calls out of line.
+    let Some(hdr) = r
+        .transport_header_mut(IcmpHdr::LEN)
+        .and_then(|hdr| <&mut [u8; IcmpHdr::LEN]>::try_from(hdr).ok())
+    else {
+        return false;
+    };
+    let old = u16::from_be_bytes([hdr[0], hdr[1]]);
+    let new = u16::from_be_bytes([icmph.type_, icmph.code]);
+    let csum = csum_replace2(u16::from_be_bytes([hdr[2], hdr[3]]), old, new);
+    [hdr[0], hdr[1]] = [icmph.type_, icmph.code];
+    [hdr[2], hdr[3]] = csum.to_be_bytes();
     true
 }
 
@@ -241,15 +236,12 @@ pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>, rcu: &rcu::Guard) {
     let mark = net.ip4_reply_mark(skb.mark());
     let (type_, code) = (i32::from(icmph.type_), i32::from(icmph.code));
 
-    // An in-place reply has no options to echo (`icmp_echo` checked), but it goes through
-    // the same calls.
-    let mut no_opts = IpOptionsData::new();
-    let opts = match param.as_mut() {
-        Some(p) => &mut p.replyopts,
-        None => &mut no_opts,
-    };
-    if opts.echo(net, skb).is_err() {
-        return;
+    // An in-place reply has no options to echo (`icmp_echo` checked): for it,
+    // `__ip_options_echo` would only clear the options and succeed.
+    if let Some(p) = param.as_mut() {
+        if p.replyopts.echo(net, skb).is_err() {
+            return;
+        }
     }
 
     // Needed by both icmpv4_global_allow and the xmit lock.
@@ -265,7 +257,7 @@ pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>, rcu: &rcu::Guard) {
         p.data.icmph.checksum = [0; 2];
     }
     let param = param.map(|p| &*p);
-    let opts = param.map_or(&no_opts, |p| &p.replyopts);
+    let opts = param.map(|p| &p.replyopts).filter(|o| o.optlen() != 0);
 
     let mut ipc = IpcmCookie::new();
     sk.set_tos(iph.tos());
@@ -276,7 +268,7 @@ pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>, rcu: &rcu::Guard) {
         return;
     };
 
-    if opts.optlen() != 0 {
+    if let Some(opts) = opts {
         ipc.set_opt(opts);
         if opts.srr() != 0 {
             daddr = opts.faddr();

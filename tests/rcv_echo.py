@@ -68,6 +68,17 @@ def scenarios():
     s.append(Scenario("echo_burst_32", lambda t, send: [
         send.icmp(t.DUT_ADDR, echo(0x99, seq, pattern(64))) for seq in range(32)],
         sanity=replies(32)))
+    # Replies whose 16-bit words add up to zero: C's checksum (its sum starts from ~0) is 0
+    # then, never 0xffff, so that a reply of zeros only goes out with a checksum its receiver
+    # rejects. Sent in place (RFC 1624's update) and, with IP options, copied.
+    s.append(Scenario("echo_reply_all_zeros", lambda t, send: send.icmp(
+        t.DUT_ADDR, echo(0, 0, bytes(8))), sanity=replies(1)))
+    s.append(Scenario("echo_reply_words_sum_ffff", lambda t, send: send.icmp(
+        t.DUT_ADDR, echo(0xffff, 0, bytes(8))), sanity=replies(1)))
+    s.append(Scenario("echo_reply_all_zeros_copied", lambda t, send: send.icmp(
+        t.DUT_ADDR, echo(0, 0, b""), options=RECORD_ROUTE), sanity=replies(1)))
+    s.append(Scenario("echo_reply_words_sum_ffff_copied", lambda t, send: send.icmp(
+        t.DUT_ADDR, echo(0xffff, 0, bytes(8)), options=RECORD_ROUTE), sanity=replies(1)))
     s.append(Scenario("echo_ignore_all", ping(56),
                       setup=set_dut("net.ipv4.icmp_echo_ignore_all", 1), sanity=no_reply))
     s.append(Scenario("echo_record_route", lambda t, send: send.icmp(
