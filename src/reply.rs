@@ -183,12 +183,13 @@ fn csum_replace2(hc: u16, m: u16, m2: u16) -> u16 {
 /// Turns the echo request in `r` into its reply: the ICMP type, and the checksum updated
 /// for it (RFC 1624), so that the payload is neither copied nor summed.
 ///
-/// The update gives the checksum `icmp_push_reply` computes from scratch, bit for bit. C's
-/// sum starts from `~0` (`csum_partial_copy_generic`), so for a reply whose 16-bit words add
-/// up to zero (all zeros, or summing to 0xffff) it writes 0, never 0xffff: a reply of zeros
-/// only goes out with a checksum its receiver rejects. Equation 3 also gives 0 there, and
-/// 0xffff only if the old word were 0xffff, which an echo request's type and code (0x0800)
-/// are not. False (nothing changed) if the header is not there.
+/// The update gives the checksum `icmp_push_reply` computes from scratch, bit for bit,
+/// except for a reply whose 16-bit words add up to zero (all zeros, or summing to 0xffff):
+/// the update gives 0 there, and C gives 0 or 0xffff depending on where the kernel's
+/// `csum_partial_copy_nocheck` starts its sum (from `~0` on x86-64, where a reply of zeros
+/// only goes out with a checksum its receiver rejects; from 0 with the generic code of a
+/// KASAN kernel). Such a reply is left to the copy, which sums as C does: false, and nothing
+/// changed, as when the header is not there.
 fn icmp_echo_in_place(r: &mut Reused, icmph: &IcmpHdr) -> bool {
     // The header as a fixed-size array: plain loads and stores, where `copy_from_slice` on
     // slices calls out of line.
@@ -201,6 +202,9 @@ fn icmp_echo_in_place(r: &mut Reused, icmph: &IcmpHdr) -> bool {
     let old = u16::from_be_bytes([hdr[0], hdr[1]]);
     let new = u16::from_be_bytes([icmph.type_, icmph.code]);
     let csum = csum_replace2(u16::from_be_bytes([hdr[2], hdr[3]]), old, new);
+    if csum == 0 {
+        return false;
+    }
     [hdr[0], hdr[1]] = [icmph.type_, icmph.code];
     [hdr[2], hdr[3]] = csum.to_be_bytes();
     true
