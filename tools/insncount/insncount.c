@@ -131,6 +131,7 @@ static inline void charge(uint64_t now)
 	if (running && now - last_tsc <= tsc_cap)
 		running->tsc += now - last_tsc;
 }
+
 static unsigned long window;
 static FILE *out;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
