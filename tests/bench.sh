@@ -63,6 +63,8 @@ WORKLOADS=${BENCH_WORKLOADS:-echo56 echo1400 udp rtt alloc calls}
 FLOOD=${ICMPFLOOD:-$TOP/build/tools/icmpflood/release/icmpflood}
 VCPUS=$(nproc)
 RAW=${BENCH_RAW:-$OUT/raw-smp$VCPUS.jsonl}
+# The built-in ICMP's object, when the kernel's build tree is at hand.
+C_OBJ=${BENCH_C_OBJ:-${RUST_ICMP_KDIR:-/nonexistent}/net/ipv4/icmp.o}
 DUT=10.0.1.2
 
 mkdir -p "$OUT" || exit 1
@@ -316,13 +318,13 @@ run_calls() {
 # run, then the round trips. Runs are counted in a file, as workloads run in subshells.
 INSNS_RUNS=/tmp/bench.insns-runs
 run_insns() {
-	local out k syms c_obj=${BENCH_C_OBJ:-${RUST_ICMP_KDIR:-/nonexistent}/net/ipv4/icmp.o}
+	local out k syms
 	[[ -n ${BENCH_INSNS_OUT:-} ]] || { echo "no plugin output (BENCH_INSNS_OUT): tools/bench/run boots with the plugin"; return 1; }
 	k=$(cat "$INSNS_RUNS" 2>/dev/null || echo 0)
 	if ((k == 0)); then
 		echo 0 >/proc/sys/kernel/kptr_restrict
 		grep -v '\[' /proc/kallsyms >"$OUT/insns-kallsyms.txt" || return
-		[[ -f $c_obj ]] && nm --defined-only "$c_obj" | awk '$2 ~ /^[tT]$/ { print $3 }' \
+		[[ -f $C_OBJ ]] && nm --defined-only "$C_OBJ" | awk '$2 ~ /^[tT]$/ { print $3 }' \
 			>"$OUT/insns-c-functions.txt"
 	fi
 	syms=$OUT/insns-modsyms-$k.txt
@@ -353,10 +355,10 @@ run_workload() { # name
 # The cost in code and data: `size` of the module and, for comparison, of the built-in
 # icmp.o when the kernel's build tree is at hand.
 record_size() {
-	local f what c_obj=${BENCH_C_OBJ:-${RUST_ICMP_KDIR:-/nonexistent}/net/ipv4/icmp.o}
+	local f what
 	for what in rust c; do
 		f=$MODULE
-		[[ $what == c ]] && f=$c_obj
+		[[ $what == c ]] && f=$C_OBJ
 		[[ -f $f ]] || continue
 		size "$f" 2>/dev/null | awk -v impl=$what -v f="$f" -v bytes="$(stat -c %s "$f")" '
 			NR == 2 { printf "\"kind\": \"size\", \"impl\": \"%s\", \"file\": \"%s\", \"file_bytes\": %d, \"text\": %d, \"data\": %d, \"bss\": %d\n", impl, f, bytes, $1, $2, $3 }' |

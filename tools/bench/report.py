@@ -213,7 +213,7 @@ class InsnCounts:
                     elif w[0] == "user":
                         cur["user"] = int(w[1])
                     elif w[0] != "end" and cur is not None:
-                        cur["blocks"].append((int(w[0], 16), *map(int, w[1:6])))
+                        cur["blocks"].append((int(w[0], 16), *map(int, w[1:5])))
             self.windows[path] = wins
         return self.windows[path].get(n)
 
@@ -264,7 +264,7 @@ def insns_analysis(r, counts):
     per_fn = collections.defaultdict(lambda: [0, 0, 0])
     tot = {"kernel": 0, "icmp": 0, "blocks": 0, "lookups": 0, "lookups_icmp": 0,
            "tsc": 0, "tsc_icmp": 0}
-    for vaddr, ninsns, count, _cross, lookups, tsc in win["blocks"]:
+    for vaddr, ninsns, count, lookups, tsc in win["blocks"]:
         i = bisect.bisect_right(addrs, vaddr) - 1
         name = names[i] if i >= 0 else "?"
         per_fn[name][0] += ninsns * count

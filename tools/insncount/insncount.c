@@ -11,10 +11,9 @@
  *
  *   window N
  *   user INSNS                          instructions executed at user addresses
- *   VADDR NINSNS COUNT CROSS LOOKUP TSC one line per kernel block executed COUNT times,
- *                                       CROSS of them entered from a block on another
- *                                       page, LOOKUP of them not by a chained jump; TSC
- *                                       host cycles from its entries to the next block's
+ *   VADDR NINSNS COUNT LOOKUP TSC       one line per kernel block executed COUNT times,
+ *                                       LOOKUP of them not by a chained jump; TSC host
+ *                                       cycles from its entries to the next block's
  *   end N
  *
  * and starts counting again from zero; tools/bench/report.py maps VADDR to a kernel function
@@ -23,7 +22,7 @@
  * counted when it is entered: a block left early by an exception counts whole, which is rare
  * next to the thousands of blocks a packet runs through.
  *
- * CROSS and LOOKUP are what TCG itself pays for: QEMU chains a translated block directly to
+ * LOOKUP is what TCG itself pays for: QEMU chains a translated block directly to
  * the next only when the jump is direct and stays on the block's page; every other entry (a
  * jump or call to another page, a return, an indirect call) goes through a lookup of the next
  * block in QEMU's tables. LOOKUP counts the entries from a block on another page or from a
@@ -106,7 +105,6 @@ struct block {
 	uint64_t vaddr;
 	uint64_t ninsns;
 	uint64_t count;
-	uint64_t cross;
 	uint64_t lookup;
 	uint64_t tsc;
 	bool indirect_end;
@@ -170,11 +168,9 @@ static void on_marker(unsigned int vcpu, void *udata)
 		struct block *b = &chunks[i / CHUNK][i % CHUNK];
 
 		if (b->count) {
-			fprintf(out, "%" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
-				" %" PRIu64 "\n", b->vaddr, b->ninsns, b->count, b->cross, b->lookup,
-				b->tsc);
+			fprintf(out, "%" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
+				b->vaddr, b->ninsns, b->count, b->lookup, b->tsc);
 			b->count = 0;
-			b->cross = 0;
 			b->lookup = 0;
 			b->tsc = 0;
 		}
@@ -194,8 +190,6 @@ static void on_kernel_block(unsigned int vcpu, void *udata)
 	charge(now);
 	running = b;
 	last_tsc = now;
-	if (page != last_page)
-		b->cross++;
 	if (page != last_page || last_indirect)
 		b->lookup++;
 	last_page = page;
