@@ -84,6 +84,40 @@ def mib_out(ns, name):
     return 0
 
 
+def softnet_dropped():
+    """Packets the input queues dropped, all CPUs (/proc/net/softnet_stat, second column):
+    lost before any protocol handler saw them."""
+    with open("/proc/net/softnet_stat", encoding="ascii") as f:
+        return sum(int(line.split()[1], 16) for line in f if line.strip())
+
+
+class Where:
+    """Where a phase's losses can have happened: the input queues' drops, and the echo
+    requests that reached the dut's ICMP code (C's or Rust's, which count the same MIB)
+    against the replies it sent."""
+
+    def __init__(self, topo):
+        self.topo = topo
+
+    def __enter__(self):
+        self.start = self.now()
+        return self
+
+    def now(self):
+        return (softnet_dropped(), mib_out(self.topo.DUT, "IcmpInEchos"),
+                mib_out(self.topo.DUT, "IcmpOutEchoReps"))
+
+    def __exit__(self, *exc):
+        end = self.now()
+        self.dropped, self.in_echos, self.out_reps = (e - s for e, s in zip(end, self.start))
+        return False
+
+    def describe(self):
+        return (f"input queues dropped {self.dropped} packets; the dut's ICMP code got "
+                f"{self.in_echos} echo requests (flood included) and sent {self.out_reps} "
+                "replies")
+
+
 def describe(r):
     return (f"{r['requests']} requests in {r['seconds']} s, {r['answered_once']} answered "
             f"once, {r['lost']} lost{' ' + str(r['first_lost']) if r['lost'] else ''}, "
@@ -106,15 +140,16 @@ def main():
                      ("icmp_msgs_burst", 1000000)):
             sysctl(topo.DUT, f"net.ipv4.{k}", v)
 
-        with Traffic(topo) as base:
+        with Where(topo) as base_where, Traffic(topo) as base:
             time.sleep(BASELINE)
         b = base.result
         ktap.result(b["requests"] > 0 and b["duplicates"] == 0,
                     f"baseline, built-in code, no swaps: {describe(b)}")
+        ktap.diag(f"baseline: {base_where.describe()}")
 
         failure, done = None, 0
         swaps_start = time.monotonic()
-        with Traffic(topo) as swap:
+        with Where(topo) as swap_where, Traffic(topo) as swap:
             for i in range(cycles):
                 try:
                     load_module()
@@ -131,6 +166,7 @@ def main():
                     f"{cycles} cycles of insmod + scripts/unload in {swap_secs:.0f} s "
                     f"({swap_secs / max(cycles, 1):.2f} s per cycle)", failure)
         ktap.diag(f"swap phase: {describe(s)}")
+        ktap.diag(f"swap phase: {swap_where.describe()}")
         ktap.result(s["duplicates"] == 0, "no echo request was answered twice",
                     f"{s['duplicates']} duplicate replies")
         # The share of requests C lost in the baseline, applied to the swap phase's requests.
