@@ -74,6 +74,7 @@ pub(crate) fn icmp_global_consume(net: &Net) {
 /// `icmpv4_mask_allow`: true if `type_`/`code` is exempt from rate limiting: unknown types,
 /// "fragmentation needed" (PMTU discovery must not be limited), and types outside
 /// `icmp_ratemask`.
+#[inline(always)]
 fn icmpv4_mask_allow(net: &Net, type_: i32, code: i32) -> bool {
     if type_ > i32::from(NR_ICMP_TYPES) {
         return true;
@@ -87,6 +88,8 @@ fn icmpv4_mask_allow(net: &Net, type_: i32, code: i32) -> bool {
 /// `icmpv4_global_allow`: `None` if the global limit forbids the message (counted as
 /// `OutRateLimitGlobal`), else `Some(apply_ratelimit)`, whether the per-peer limit
 /// ([`icmpv4_xrlim_allow`]) still applies (C's `*apply_ratelimit` out-parameter).
+// Inlined into its two callers, like the next: on every reply's path (see `icmp_echo_in_place`).
+#[inline(always)]
 pub(crate) fn icmpv4_global_allow(icmp: &Icmp, net: &Net, type_: i32, code: i32) -> Option<bool> {
     if icmpv4_mask_allow(net, type_, code) {
         return Some(false);
@@ -101,6 +104,7 @@ pub(crate) fn icmpv4_global_allow(icmp: &Icmp, net: &Net, type_: i32, code: i32)
 /// `icmpv4_xrlim_allow`: the per-destination limit (`icmp_ratelimit` jiffies per token),
 /// except on loopback. Counts `OutRateLimitHost` when it refuses, and consumes global credit
 /// when it allows.
+#[inline(always)]
 pub(crate) fn icmpv4_xrlim_allow(
     icmp: &Icmp,
     net: &Net,

@@ -190,6 +190,9 @@ fn csum_replace2(hc: u16, m: u16, m2: u16) -> u16 {
 /// only goes out with a checksum its receiver rejects; from 0 with the generic code of a
 /// KASAN kernel). Such a reply is left to the copy, which sums as C does: false, and nothing
 /// changed, as when the header is not there.
+// Always inline (LLVM's threshold declines): on the echo path, and under TCG a call and its
+// return are two block entries QEMU cannot chain.
+#[inline(always)]
 fn icmp_echo_in_place(r: &mut Reused, icmph: &IcmpHdr) -> bool {
     // The header as a fixed-size array: plain loads and stores, where `copy_from_slice` on
     // slices calls out of line.
