@@ -39,6 +39,8 @@
 #                     For the report's symbols: /proc/kallsyms once per boot, the module's
 #                     symbols after each Rust run, the functions of the built-in icmp.o.
 #                     tools/bench/run runs it alone, in a boot of its own with the plugin.
+#   insns1400         the same with 1400-byte payloads: what the in-place echo reply saves
+#                     (no copy, no checksum over the data) against a round trip's whole cost.
 # and, at each load of the module, the memory it takes (/proc/modules, SUnreclaim, Percpu),
 # plus `size` of rust_icmp.ko once per boot.
 #
@@ -317,7 +319,7 @@ run_calls() {
 # Each run of icmpflood --mark ends two windows of the plugin: the time since the previous
 # run, then the round trips. Runs are counted in a file, as workloads run in subshells.
 INSNS_RUNS=/tmp/bench.insns-runs
-run_insns() {
+run_insns() { # SIZE
 	local out k syms
 	[[ -n ${BENCH_INSNS_OUT:-} ]] || { echo "no plugin output (BENCH_INSNS_OUT): tools/bench/run boots with the plugin"; return 1; }
 	k=$(cat "$INSNS_RUNS" 2>/dev/null || echo 0)
@@ -329,7 +331,7 @@ run_insns() {
 	fi
 	syms=$OUT/insns-modsyms-$k.txt
 	grep '\[' /proc/kallsyms >"$syms"
-	out=$(flood rtt peer $DUT --size 56 --count "$INSNS_N" --interval-ms 0 --mark 1)
+	out=$(flood rtt peer $DUT --size "$1" --count "$INSNS_N" --interval-ms 0 --mark 1)
 	local status=$?
 	# A failed icmpflood stopped before its first marker (socket setup) or ran both.
 	((status == 0)) || { echo "$out"; return 1; }
@@ -347,7 +349,8 @@ run_workload() { # name
 	rtt) run_rtt ;;
 	alloc) run_alloc ;;
 	calls) run_calls ;;
-	insns) run_insns ;;
+	insns) run_insns 56 ;;
+	insns1400) run_insns 1400 ;;
 	*) echo "unknown workload $1"; return 1 ;;
 	esac
 }

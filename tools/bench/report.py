@@ -63,6 +63,22 @@ def _per_busy(counter):
     return f
 
 
+def _per_speed(counter):
+    """Messages per second at the boot's median host speed: the rate over the time the
+    senders did not spend in their calibration spins (icmpflood --calibrate), times the
+    boot's median spin rate over this flood's. Under TCG the guest runs as fast as the host
+    runs QEMU, and on this machine that swings by a factor of two from one second to the
+    next; the spins, interleaved with the packets in the same thread, measure it."""
+    def f(r):
+        n = dget(r, "dut", counter, default=0)
+        work, rate = dget(r, "flood", "work_seconds"), dget(r, "flood", "spin_per_sec")
+        ref = r.get("spin_ref")
+        if not work or not rate or not ref or work <= 0:
+            return None
+        return n / work * ref / rate
+    return f
+
+
 def _rx_rate(r):
     return dget(r, "flood", "received_per_sec")
 
@@ -72,6 +88,18 @@ def _rtt(field):
         if dget(r, "rtt", "answered", default=0) == 0:
             return None
         return dget(r, "rtt", field)
+    return f
+
+
+def _rtt_speed(field):
+    """An RTT percentile at the boot's median host speed: icmpflood gives it at its run's
+    median speed (each round trip scaled by the speed of a calibration spin just after it);
+    this scales that to the boot's."""
+    def f(r):
+        v, rate, ref = dget(r, "rtt", field), dget(r, "rtt", "spin_per_sec"), r.get("spin_ref")
+        if dget(r, "rtt", "answered", default=0) == 0 or not v or not rate or not ref:
+            return None
+        return v * rate / ref
     return f
 
 
@@ -116,6 +144,9 @@ METRICS = [
     ("echo56_busy", "Echo-reply throughput",
      "echo replies per busy vCPU-second, 56 B (corrects for host contention)", "/s", True,
      "echo56", _per_busy("IcmpOutEchoReps")),
+    ("echo56_speed", "Echo-reply throughput",
+     "echo replies/s, 56 B, at the boot's median host speed (calibrated, see below)", "/s",
+     True, "echo56", _per_speed("IcmpOutEchoReps")),
     ("echo56_rx", "Echo-reply throughput", "echo replies/s, 56 B, received by the sender",
      "/s", True, "echo56", _rx_rate),
     ("echo1400", "Echo-reply throughput",
@@ -124,6 +155,9 @@ METRICS = [
     ("echo1400_busy", "Echo-reply throughput",
      "echo replies per busy vCPU-second, 1400 B (corrects for host contention)", "/s", True,
      "echo1400", _per_busy("IcmpOutEchoReps")),
+    ("echo1400_speed", "Echo-reply throughput",
+     "echo replies/s, 1400 B, at the boot's median host speed (calibrated)", "/s", True,
+     "echo1400", _per_speed("IcmpOutEchoReps")),
     ("echo1400_rx", "Echo-reply throughput", "echo replies/s, 1400 B, received by the sender",
      "/s", True, "echo1400", _rx_rate),
     ("unreach", "Error-generation throughput",
@@ -132,11 +166,18 @@ METRICS = [
     ("unreach_busy", "Error-generation throughput",
      "port unreachables per busy vCPU-second (corrects for host contention)", "/s", True,
      "udp", _per_busy("IcmpOutDestUnreachs")),
+    ("unreach_speed", "Error-generation throughput",
+     "port unreachables/s at the boot's median host speed (calibrated)", "/s", True, "udp",
+     _per_speed("IcmpOutDestUnreachs")),
     ("unreach_rx", "Error-generation throughput", "port unreachables/s received by the sender",
      "/s", True, "udp", _rx_rate),
     ("rtt_p50", "Latency", "echo RTT p50, one request at a time, 2 ms apart", "µs", False,
      "rtt", _rtt("p50_us")),
     ("rtt_p99", "Latency", "echo RTT p99", "µs", False, "rtt", _rtt("p99_us")),
+    ("rtt_p50_speed", "Latency", "echo RTT p50 at the boot's median host speed (calibrated)",
+     "µs", False, "rtt", _rtt_speed("p50_us_at_median_speed")),
+    ("rtt_p99_speed", "Latency", "echo RTT p99 at the boot's median host speed (calibrated)",
+     "µs", False, "rtt", _rtt_speed("p99_us_at_median_speed")),
     ("alloc_total", "Allocations per echo reply",
      "all kmem events, system-wide (request, reply, both namespaces)", "/reply", False,
      "alloc", _alloc_per_reply(ALLOC_EVENTS)),
@@ -187,6 +228,14 @@ METRICS += [
      _insns("tsc_icmp")),
     ("insns_tsc_rest", INSNS_GROUP, "of which in the rest of the kernel", "/round trip", False,
      "insns", _insns("tsc_rest")),
+    ("insns1400_kernel", INSNS_GROUP, "1400 B payload: kernel instructions", "/round trip",
+     False, "insns1400", _insns("kernel")),
+    ("insns1400_icmp", INSNS_GROUP, "1400 B: of which in the ICMP code", "/round trip", False,
+     "insns1400", _insns("icmp")),
+    ("insns1400_lookups", INSNS_GROUP, "1400 B: block entries QEMU cannot chain",
+     "/round trip", False, "insns1400", _insns("lookups")),
+    ("insns1400_tsc", INSNS_GROUP, "1400 B: host cycles QEMU spent in the kernel",
+     "/round trip", False, "insns1400", _insns("tsc")),
 ]
 
 
@@ -312,9 +361,19 @@ def load_boot(spec):
     if boot["status"] != 0:
         boot["problems"].append(f"the VM exited with status {boot['status']} "
                                 f"(see {boot['console']})")
+    # The host's speed during each flood, by icmpflood's calibration spins: the boot's
+    # median is the reference the "at median host speed" rates are scaled to.
+    spins = [dget(r, w, "spin_per_sec") for r in boot["records"] for w in ("flood", "rtt")
+             if r.get("kind") == "run" and "error" not in r]
+    spins = [v for v in spins if v]
+    if spins:
+        ref = statistics.median(spins)
+        for r in boot["records"]:
+            r["spin_ref"] = ref
+        boot["spin_range"] = (min(spins) / ref, max(spins) / ref)
     counts = InsnCounts()
     for r in boot["records"]:
-        if r.get("workload") == "insns" and "error" not in r:
+        if r.get("workload") in ("insns", "insns1400") and "error" not in r:
             try:
                 r["insns"] = insns_analysis(r, counts)
             except (OSError, ValueError, KeyError) as e:
@@ -367,10 +426,22 @@ def busy_summary(boots):
                 for impl, vals in per_impl.items()))
     if not parts:
         return []
-    return ["How busy each vCPU was during the floods (median over floods, per vCPU): "
-            + "; ".join(parts) + ". The senders keep every vCPU busy, so a vCPU well below "
-            "100% is one the host did not run (other work on the host): that is what the "
-            "rows \"per busy vCPU-second\" correct for.", ""]
+    speeds = [f"{b['name']}: {b['spin_range'][0]:.2f}–{b['spin_range'][1]:.2f}× its median"
+              for b in boots if "spin_range" in b]
+    out = ["How busy each vCPU was during the floods (median over floods, per vCPU): "
+           + "; ".join(parts) + ". The senders keep every vCPU busy, so a vCPU well below "
+           "100% is one the host did not run (other work on the host): that is what the "
+           "rows \"per busy vCPU-second\" correct for.", ""]
+    if speeds:
+        out += ["How fast the host ran the guest during each flood and RTT run, by "
+                "icmpflood's calibration (a fixed loop the senders run after each sendmmsg, "
+                "a few % of their time; the RTT probe after each reply): "
+                + "; ".join(speeds) + ". A busy vCPU can still run slowly: the host we run on "
+                "shares its CPUs with other machines, and under TCG the guest's rates follow "
+                "its speed. The rows \"at the boot's median host speed\" scale each flood's "
+                "rate, or each round trip's time, by the boot's median speed over its own.",
+                ""]
+    return out
 
 
 def measured_metrics(boot, failures):
@@ -631,7 +702,8 @@ def insns_notes(boots, top=12):
     for b in boots:
         for r in b["records"]:
             f = dget(r, "insns", "functions")
-            if f is not None and r.get("impl") in IMPLS:
+            # The 56-byte round trips; the 1400-byte ones are in the table only.
+            if f is not None and r.get("impl") in IMPLS and r.get("workload") == "insns":
                 per_impl.setdefault(r["impl"], []).append(f)
     if len(per_impl) < 2:
         return []
@@ -705,8 +777,8 @@ def plot_rounds(boots, metrics, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return "python3-matplotlib is not installed"
-    shown = ["echo56", "echo1400", "unreach", "echo56_busy", "echo1400_busy", "unreach_busy",
-             "rtt_p50", "rtt_p99", "alloc_total"]
+    shown = ["echo56", "echo1400", "unreach", "echo56_speed", "echo1400_speed",
+             "unreach_speed", "rtt_p50_speed", "rtt_p99_speed", "alloc_total"]
     shown = [s for s in shown
              if any(m["metric"] == s and (m["c"] is not None or m["rust"] is not None)
                     for m in metrics)]

@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! icmpflood echo NETNS DST [--size N] [--flows F] [--threads T] [--seconds S] [--batch B]
+//!                          [--calibrate N]
 //! icmpflood udp  NETNS DST [--size N] [--flows F] [--threads T] [--seconds S] [--batch B]
+//!                          [--calibrate N]
 //! icmpflood rtt  NETNS DST [--size N] [--count C] [--interval-ms I] [--mark 0|1]
+//!                          [--calibrate N]
 //! ```
 //!
 //! From network namespace NETNS (a name under /run/netns):
@@ -19,6 +22,12 @@
 //!   executes a marker instruction just before the first request and just after the last
 //!   reply, so that the QEMU plugin tools/insncount counts the instructions of the round
 //!   trips alone (make bench's `insns` workload); the marker is a no-op on any x86-64.
+//!
+//! `--calibrate N` (default 4000, 0 for none) measures how fast the host runs the guest: after
+//! each `sendmmsg`, and in `rtt` after each reply (not with `--mark`), the sender times N
+//! steps of a fixed loop. Under TCG the guest's speed is the host's, and on a shared machine
+//! that can double or halve within seconds; the report scales rates and round-trip times by
+//! it (`spin_per_sec`; the floods also give `work_seconds`, their time minus the spins').
 //!
 //! The result is one JSON object on standard output. The senders do as little work per
 //! packet as possible: every packet is built once, before the clock starts, and sent again and
@@ -70,12 +79,15 @@ struct Args {
     receive: bool,
     /// Whether `rtt` executes [`mark`] around its round trips.
     mark: bool,
+    /// Iterations of [`spin`] each sender runs after each `sendmmsg` (0: none).
+    calibrate: u32,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: icmpflood echo|udp|rtt NETNS DST [--size N] [--flows F] [--threads T] \
-         [--seconds S] [--batch B] [--count C] [--interval-ms I] [--receive 0|1] [--mark 0|1]"
+         [--seconds S] [--batch B] [--count C] [--interval-ms I] [--receive 0|1] [--mark 0|1] \
+         [--calibrate N]"
     );
     std::process::exit(2);
 }
@@ -101,6 +113,7 @@ fn parse_args() -> Args {
         interval_ms: 5,
         receive: true,
         mark: false,
+        calibrate: 4000,
     };
     while let Some(flag) = it.next() {
         let v = it.next().unwrap_or_else(|| usage());
@@ -110,6 +123,7 @@ fn parse_args() -> Args {
             "--threads" => a.threads = v.parse().unwrap_or_else(|_| usage()),
             "--receive" => a.receive = v != "0",
             "--mark" => a.mark = v != "0",
+            "--calibrate" => a.calibrate = v.parse().unwrap_or_else(|_| usage()),
             "--seconds" => a.seconds = v.parse().unwrap_or_else(|_| usage()),
             "--batch" => a.batch = v.parse().unwrap_or_else(|_| usage()),
             "--count" => a.count = v.parse().unwrap_or_else(|_| usage()),
@@ -449,21 +463,63 @@ fn sender_batches(a: &Args, t: usize) -> io::Result<Vec<(OwnedFd, Batch)>> {
     }
 }
 
-/// One sender thread: sends its batches in turn until `deadline`; returns packets sent.
-fn send_until(mut socks: Vec<(OwnedFd, Batch)>, deadline: Instant, batch: usize) -> u64 {
-    let mut sent = 0u64;
+/// A fixed amount of plain CPU work: `iters` steps of a 64-bit LCG, each through memory
+/// (`black_box`: without it the compiler composes eight steps into one). How long it takes
+/// measures how fast the host runs this vCPU at that moment.
+#[inline(never)]
+fn spin(iters: u32) -> u64 {
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..iters {
+        x = std::hint::black_box(
+            x.wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407),
+        );
+    }
+    x
+}
+
+/// What one sender thread did: packets sent, and its calibration spins (iterations, time).
+#[derive(Default)]
+struct Sent {
+    packets: u64,
+    spin_iters: u64,
+    spin_time: Duration,
+}
+
+/// One sender thread: sends its batches in turn until `deadline`, each `sendmmsg` followed
+/// by `calibrate` iterations of [`spin`], timed.
+///
+/// The spins sample the host's speed all through the flood, in the same vCPU and at the
+/// same moments as the packets: under TCG the host's speed can double or halve from one
+/// second to the next (other guests of the machine we run on), which a calibration before or
+/// after the flood cannot follow.
+fn send_until(mut socks: Vec<(OwnedFd, Batch)>, deadline: Instant, a: &Args) -> Sent {
+    let mut out = Sent::default();
     let (mut k, count) = (0usize, socks.len());
-    while Instant::now() < deadline {
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        if a.calibrate > 0 {
+            spin(a.calibrate);
+            out.spin_iters += u64::from(a.calibrate);
+            let after = Instant::now();
+            out.spin_time += after - now;
+            if after >= deadline {
+                break;
+            }
+        }
         let (fd, b) = &mut socks[k];
         k = (k + 1) % count;
         let n = b.send(fd);
-        sent += n as u64;
-        if n < batch {
+        out.packets += n as u64;
+        if n < a.batch {
             // The socket's send buffer is full: let the softirq and the receiver catch up.
             thread::yield_now();
         }
     }
-    sent
+    out
 }
 
 fn flood(a: &Args) -> io::Result<String> {
@@ -504,19 +560,25 @@ fn flood(a: &Args) -> io::Result<String> {
                     let socks = sender_batches(a, t);
                     ready.wait();
                     let deadline = Instant::now() + Duration::from_secs_f64(a.seconds);
-                    Ok::<u64, io::Error>(send_until(socks?, deadline, a.batch))
+                    Ok::<Sent, io::Error>(send_until(socks?, deadline, a))
                 })
             })
             .collect();
         ready.wait();
         let start = Instant::now();
         let busy_before = cpu_busy_ticks();
-        let mut sent = Ok(0u64);
+        let mut sent = Ok(Sent::default());
         for h in senders {
             let r = h
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("a sender thread panicked")));
-            sent = sent.and_then(|total| r.map(|n| total + n));
+            sent = sent.and_then(|total| {
+                r.map(|n| Sent {
+                    packets: total.packets + n.packets,
+                    spin_iters: total.spin_iters + n.spin_iters,
+                    spin_time: total.spin_time + n.spin_time,
+                })
+            });
         }
         let elapsed = start.elapsed().as_secs_f64();
         let busy_after = cpu_busy_ticks();
@@ -532,11 +594,23 @@ fn flood(a: &Args) -> io::Result<String> {
         let received = receiver.map_or(0, |h| h.join().unwrap_or(0));
         (sent, elapsed, busy, received)
     });
-    let sent = sent?;
+    let Sent {
+        packets: sent,
+        spin_iters,
+        spin_time,
+    } = sent?;
+    // Seconds per vCPU not spent spinning: the time the packets had.
+    let spin_secs = spin_time.as_secs_f64() / a.threads as f64;
+    let spin_rate = if spin_time.is_zero() {
+        0.0
+    } else {
+        spin_iters as f64 / spin_time.as_secs_f64()
+    };
     Ok(format!(
         "{{\"mode\": \"{}\", \"size\": {}, \"flows\": {}, \"threads\": {}, \"batch\": {}, \
          \"seconds\": {:.4}, \"sent\": {}, \"received\": {}, \"sent_per_sec\": {:.1}, \
-         \"received_per_sec\": {:.1}, \"cpu_busy_pct\": [{}]}}",
+         \"received_per_sec\": {:.1}, \"cpu_busy_pct\": [{}], \"spin_iters\": {}, \
+         \"spin_seconds\": {:.4}, \"spin_per_sec\": {:.0}, \"work_seconds\": {:.4}}}",
         a.mode,
         a.size,
         a.flows,
@@ -547,7 +621,11 @@ fn flood(a: &Args) -> io::Result<String> {
         received,
         sent as f64 / elapsed,
         received as f64 / elapsed,
-        busy.join(", ")
+        busy.join(", "),
+        spin_iters,
+        spin_secs,
+        spin_rate,
+        elapsed - spin_secs
     ))
 }
 
@@ -574,6 +652,10 @@ fn rtt(a: &Args) -> io::Result<String> {
     let dst = sockaddr(a.dst, 0);
     let origin = Instant::now();
     let mut rtts = Vec::with_capacity(a.count);
+    // The host's speed right after each answered round trip (spin iterations per second),
+    // unless the plugin counts (`--mark`): see `send_until`.
+    let calibrate = if a.mark { 0 } else { a.calibrate };
+    let mut speeds = Vec::with_capacity(a.count);
     let mut lost = 0usize;
     let mut buf = [0u8; 4096];
     let size = a.size.max(8);
@@ -622,6 +704,10 @@ fn rtt(a: &Args) -> io::Result<String> {
         }
         if !answered {
             lost += 1;
+        } else if calibrate > 0 {
+            let t0 = Instant::now();
+            spin(calibrate);
+            speeds.push(f64::from(calibrate) / t0.elapsed().as_secs_f64().max(1e-9));
         }
         if a.interval_ms > 0 {
             thread::sleep(Duration::from_millis(a.interval_ms));
@@ -630,18 +716,37 @@ fn rtt(a: &Args) -> io::Result<String> {
     if a.mark {
         mark();
     }
+    // Each round trip also at the run's median host speed: its time times how much faster
+    // than the median the host ran just after it.
+    let mut scaled = Vec::new();
+    let mut sorted_speeds = speeds.clone();
+    sorted_speeds.sort_by(|x, y| x.total_cmp(y));
+    let median_speed = sorted_speeds
+        .get(sorted_speeds.len() / 2)
+        .copied()
+        .unwrap_or(0.0);
+    if speeds.len() == rtts.len() && median_speed > 0.0 {
+        scaled = rtts
+            .iter()
+            .zip(&speeds)
+            .map(|(r, v)| r * v / median_speed)
+            .collect();
+    }
     rtts.sort_by(|x, y| x.total_cmp(y));
-    let pct = |p: f64| -> f64 {
-        if rtts.is_empty() {
+    scaled.sort_by(|x, y| x.total_cmp(y));
+    let pct_of = |v: &[f64], p: f64| -> f64 {
+        if v.is_empty() {
             return 0.0;
         }
-        rtts[((rtts.len() - 1) as f64 * p).round() as usize]
+        v[((v.len() - 1) as f64 * p).round() as usize]
     };
+    let pct = |p: f64| pct_of(&rtts, p);
     let mean = rtts.iter().sum::<f64>() / rtts.len().max(1) as f64;
     Ok(format!(
         "{{\"mode\": \"rtt\", \"size\": {}, \"count\": {}, \"answered\": {}, \"lost\": {}, \
          \"min_us\": {:.1}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \
-         \"max_us\": {:.1}, \"mean_us\": {:.1}}}",
+         \"max_us\": {:.1}, \"mean_us\": {:.1}, \"spin_per_sec\": {:.0}, \
+         \"p50_us_at_median_speed\": {:.1}, \"p99_us_at_median_speed\": {:.1}}}",
         size,
         a.count,
         rtts.len(),
@@ -651,7 +756,10 @@ fn rtt(a: &Args) -> io::Result<String> {
         pct(0.9),
         pct(0.99),
         pct(1.0),
-        mean
+        mean,
+        median_speed,
+        pct_of(&scaled, 0.5),
+        pct_of(&scaled, 0.99)
     ))
 }
 
