@@ -41,6 +41,8 @@
 #                     tools/bench/run runs it alone, in a boot of its own with the plugin.
 #   insns1400         the same with 1400-byte payloads: what the in-place echo reply saves
 #                     (no copy, no checksum over the data) against a round trip's whole cost.
+#   insnsudp          the same with 56-byte UDP datagrams to a closed port, each answered
+#                     by a port unreachable (__icmp_send's path, the rate limits lifted).
 # and, at each load of the module, the memory it takes (/proc/modules, SUnreclaim, Percpu),
 # plus `size` of rust_icmp.ko once per boot.
 #
@@ -319,7 +321,7 @@ run_calls() {
 # Each run of icmpflood --mark ends two windows of the plugin: the time since the previous
 # run, then the round trips. Runs are counted in a file, as workloads run in subshells.
 INSNS_RUNS=/tmp/bench.insns-runs
-run_insns() { # SIZE
+run_insns() { # SIZE [icmpflood rtt flags]
 	local out k syms
 	[[ -n ${BENCH_INSNS_OUT:-} ]] || { echo "no plugin output (BENCH_INSNS_OUT): tools/bench/run boots with the plugin"; return 1; }
 	k=$(cat "$INSNS_RUNS" 2>/dev/null || echo 0)
@@ -334,8 +336,8 @@ run_insns() { # SIZE
 	# Warm up first: rust_icmp was just loaded, and QEMU translates its code on first use,
 	# which the window would charge to the Rust round trips' host cycles (C's code has run
 	# since boot).
-	flood rtt peer $DUT --size "$1" --count 20 --interval-ms 0 >/dev/null || true
-	out=$(flood rtt peer $DUT --size "$1" --count "$INSNS_N" --interval-ms 0 --mark 1)
+	flood rtt peer $DUT --size "$1" "${@:2}" --count 20 --interval-ms 0 >/dev/null || true
+	out=$(flood rtt peer $DUT --size "$1" "${@:2}" --count "$INSNS_N" --interval-ms 0 --mark 1)
 	local status=$?
 	# A failed icmpflood stopped before its first marker (socket setup) or ran both.
 	((status == 0)) || { echo "$out"; return 1; }
@@ -355,6 +357,7 @@ run_workload() { # name
 	calls) run_calls ;;
 	insns) run_insns 56 ;;
 	insns1400) run_insns 1400 ;;
+	insnsudp) run_insns 56 --udp 1 ;;
 	*) echo "unknown workload $1"; return 1 ;;
 	esac
 }

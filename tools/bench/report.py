@@ -236,6 +236,16 @@ METRICS += [
      "/round trip", False, "insns1400", _insns("lookups")),
     ("insns1400_tsc", INSNS_GROUP, "1400 B: host cycles QEMU spent in the kernel",
      "/round trip", False, "insns1400", _insns("tsc")),
+    ("insnsudp_kernel", INSNS_GROUP, "UDP datagram to a closed port and its port unreachable: "
+     "kernel instructions", "/round trip", False, "insnsudp", _insns("kernel")),
+    ("insnsudp_icmp", INSNS_GROUP, "port unreachable: of which in the ICMP code",
+     "/round trip", False, "insnsudp", _insns("icmp")),
+    ("insnsudp_lookups", INSNS_GROUP, "port unreachable: block entries QEMU cannot chain",
+     "/round trip", False, "insnsudp", _insns("lookups")),
+    ("insnsudp_lookups_icmp", INSNS_GROUP, "port unreachable: of which into the ICMP code",
+     "/round trip", False, "insnsudp", _insns("lookups_icmp")),
+    ("insnsudp_tsc", INSNS_GROUP, "port unreachable: host cycles QEMU spent in the kernel",
+     "/round trip", False, "insnsudp", _insns("tsc")),
 ]
 
 
@@ -373,7 +383,7 @@ def load_boot(spec):
         boot["spin_range"] = (min(spins) / ref, max(spins) / ref)
     counts = InsnCounts()
     for r in boot["records"]:
-        if r.get("workload") in ("insns", "insns1400") and "error" not in r:
+        if r.get("workload") in ("insns", "insns1400", "insnsudp") and "error" not in r:
             try:
                 r["insns"] = insns_analysis(r, counts)
             except (OSError, ValueError, KeyError) as e:

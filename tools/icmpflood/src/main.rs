@@ -7,7 +7,7 @@
 //! icmpflood udp  NETNS DST [--size N] [--flows F] [--threads T] [--seconds S] [--batch B]
 //!                          [--calibrate N]
 //! icmpflood rtt  NETNS DST [--size N] [--count C] [--interval-ms I] [--mark 0|1]
-//!                          [--calibrate N]
+//!                          [--calibrate N] [--udp 0|1]
 //! ```
 //!
 //! From network namespace NETNS (a name under /run/netns):
@@ -22,6 +22,8 @@
 //!   executes a marker instruction just before the first request and just after the last
 //!   reply, so that the QEMU plugin tools/insncount counts the instructions of the round
 //!   trips alone (make bench's `insns` workload); the marker is a no-op on any x86-64.
+//!   With `--udp 1` the round trips are UDP datagrams of N bytes to port 9 of DST (closed),
+//!   each answered by a port unreachable.
 //!
 //! `--calibrate N` (default 4000, 0 for none) measures how fast the host runs the guest: after
 //! each `sendmmsg`, and in `rtt` after each reply (not with `--mark`), the sender times N
@@ -81,13 +83,16 @@ struct Args {
     mark: bool,
     /// Iterations of [`spin`] each sender runs after each `sendmmsg` (0: none).
     calibrate: u32,
+    /// Whether `rtt` times UDP datagrams to a closed port and their port unreachables
+    /// instead of echo requests and replies.
+    udp: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: icmpflood echo|udp|rtt NETNS DST [--size N] [--flows F] [--threads T] \
          [--seconds S] [--batch B] [--count C] [--interval-ms I] [--receive 0|1] [--mark 0|1] \
-         [--calibrate N]"
+         [--calibrate N] [--udp 0|1]"
     );
     std::process::exit(2);
 }
@@ -114,6 +119,7 @@ fn parse_args() -> Args {
         receive: true,
         mark: false,
         calibrate: 4000,
+        udp: false,
     };
     while let Some(flag) = it.next() {
         let v = it.next().unwrap_or_else(|| usage());
@@ -123,6 +129,7 @@ fn parse_args() -> Args {
             "--threads" => a.threads = v.parse().unwrap_or_else(|_| usage()),
             "--receive" => a.receive = v != "0",
             "--mark" => a.mark = v != "0",
+            "--udp" => a.udp = v != "0",
             "--calibrate" => a.calibrate = v.parse().unwrap_or_else(|_| usage()),
             "--seconds" => a.seconds = v.parse().unwrap_or_else(|_| usage()),
             "--batch" => a.batch = v.parse().unwrap_or_else(|_| usage()),
@@ -646,10 +653,31 @@ fn mark() {
 
 fn rtt(a: &Args) -> io::Result<String> {
     let raw = socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)?;
-    // Only echo replies reach this socket.
-    setsockopt(&raw, libc::SOL_RAW, ICMP_FILTER, !1u32);
+    // Only echo replies reach this socket, or with --udp only destination unreachables.
+    let only = if a.udp { 3 } else { 0 };
+    setsockopt(&raw, libc::SOL_RAW, ICMP_FILTER, !(1u32 << only));
     set_recv_timeout(&raw, Duration::from_secs(1));
-    let dst = sockaddr(a.dst, 0);
+    // With --udp the datagrams leave from a socket bound to UDP_PORT_BASE, to port 9.
+    let udp = if a.udp {
+        let s = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+        let sa = sockaddr(Ipv4Addr::UNSPECIFIED, UDP_PORT_BASE);
+        // SAFETY: `sa` lives for the call, and the length passed is its size.
+        check(
+            unsafe {
+                libc::bind(
+                    s.as_raw_fd(),
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            },
+            "bind",
+        )?;
+        Some(s)
+    } else {
+        None
+    };
+    let tx = udp.as_ref().unwrap_or(&raw);
+    let dst = sockaddr(a.dst, if a.udp { UNREACHABLE_PORT } else { 0 });
     let origin = Instant::now();
     let mut rtts = Vec::with_capacity(a.count);
     // The host's speed right after each answered round trip (spin iterations per second),
@@ -665,11 +693,19 @@ fn rtt(a: &Args) -> io::Result<String> {
     for i in 0..a.count {
         let seq = i as u16;
         let sent_at = origin.elapsed().as_nanos() as u64;
-        let p = echo_request(ECHO_ID_BASE, seq, size, sent_at);
+        let p = if a.udp {
+            // The datagram's payload: the time it was sent, then its sequence number.
+            let mut p = vec![0x5a; size.max(10)];
+            p[..8].copy_from_slice(&sent_at.to_ne_bytes());
+            p[8..10].copy_from_slice(&seq.to_be_bytes());
+            p
+        } else {
+            echo_request(ECHO_ID_BASE, seq, size, sent_at)
+        };
         // SAFETY: `p` and `dst` live for the call, and their lengths are passed.
         let n = unsafe {
             libc::sendto(
-                raw.as_raw_fd(),
+                tx.as_raw_fd(),
                 p.as_ptr().cast(),
                 p.len(),
                 0,
@@ -690,7 +726,24 @@ fn rtt(a: &Args) -> io::Result<String> {
                 break;
             }
             let now = origin.elapsed().as_nanos() as u64;
-            if let Some(i) = icmp_of(&buf[..n as usize]) {
+            let got = &buf[..n as usize];
+            if a.udp {
+                // A port unreachable quoting our datagram: inner IP header, UDP header,
+                // then the payload's time and sequence number.
+                let quoted = icmp_of(got)
+                    .filter(|i| i[0] == 3 && i[1] == 3)
+                    .and_then(|i| icmp_of(&i[8..]));
+                if let Some(u) = quoted.filter(|u| u.len() >= 18) {
+                    if u16::from_be_bytes([u[0], u[1]]) == UDP_PORT_BASE
+                        && u16::from_be_bytes([u[2], u[3]]) == UNREACHABLE_PORT
+                        && u16::from_be_bytes([u[16], u[17]]) == seq
+                    {
+                        let t = u64::from_ne_bytes(u[8..16].try_into().unwrap_or([0; 8]));
+                        rtts.push(now.saturating_sub(t) as f64 / 1000.0);
+                        answered = true;
+                    }
+                }
+            } else if let Some(i) = icmp_of(got) {
                 if i[0] == 0
                     && u16::from_be_bytes([i[4], i[5]]) == ECHO_ID_BASE
                     && u16::from_be_bytes([i[6], i[7]]) == seq
