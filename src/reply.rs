@@ -44,13 +44,17 @@ pub(crate) struct IcmpBxmData {
 
 impl IcmpBxmData {
     /// The header bytes in wire order: 8 bytes of header, then 12 of timestamps.
+    ///
+    /// Element by element: `copy_from_slice` into subslices is a call out of line into core
+    /// and `memcpy`, on every message's path.
+    #[inline]
     fn to_bytes(self) -> [u8; 20] {
-        let mut b = [0u8; 20];
-        b[..8].copy_from_slice(&self.icmph.to_bytes());
-        for (i, t) in self.times.iter().enumerate() {
-            b[8 + 4 * i..12 + 4 * i].copy_from_slice(&t.to_bytes());
-        }
-        b
+        let h = self.icmph.to_bytes();
+        let [t0, t1, t2] = self.times.map(Be32::to_bytes);
+        [
+            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], t0[0], t0[1], t0[2], t0[3], t1[0],
+            t1[1], t1[2], t1[3], t2[0], t2[1], t2[2], t2[3],
+        ]
     }
 }
 
