@@ -122,7 +122,8 @@ def describe(r):
     return (f"{r['requests']} requests in {r['seconds']} s, {r['answered_once']} answered "
             f"once, {r['lost']} lost{' ' + str(r['first_lost']) if r['lost'] else ''}, "
             f"{r['duplicates']} duplicates, {r['port_unreachables']} port unreachables "
-            f"for {r['udp_sent']} datagrams")
+            f"for {r['udp_sent']} datagrams; the receiving socket ({r['rcvbuf']} bytes) "
+            f"dropped {r['socket_drops']} packets, flood included")
 
 
 def main():
