@@ -430,6 +430,24 @@ fn icmp_of(p: &[u8]) -> Option<&[u8]> {
 }
 
 /// What one sender thread sends: its socket(s), each with its prebuilt batch.
+/// A UDP socket bound to `port` on every local address.
+fn udp_socket(port: u16) -> io::Result<OwnedFd> {
+    let s = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let sa = sockaddr(Ipv4Addr::UNSPECIFIED, port);
+    // SAFETY: `sa` lives for the call, and the length passed is its size.
+    check(
+        unsafe {
+            libc::bind(
+                s.as_raw_fd(),
+                (&sa as *const libc::sockaddr_in).cast(),
+                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        },
+        "bind",
+    )?;
+    Ok(s)
+}
+
 fn sender_batches(a: &Args, t: usize) -> io::Result<Vec<(OwnedFd, Batch)>> {
     let threads = a.threads;
     if a.mode == "echo" {
@@ -449,20 +467,8 @@ fn sender_batches(a: &Args, t: usize) -> io::Result<Vec<(OwnedFd, Batch)>> {
         // Thread t owns the source ports t, t + T, t + 2T... (flows >= threads).
         let mut out = Vec::new();
         for flow in (t..usize::from(a.flows)).step_by(threads) {
-            let s = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+            let s = udp_socket(UDP_PORT_BASE + flow as u16)?;
             set_buffer(&s, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 8 << 20);
-            let sa = sockaddr(Ipv4Addr::UNSPECIFIED, UDP_PORT_BASE + flow as u16);
-            // SAFETY: `sa` lives for the call, and the length passed is its size.
-            check(
-                unsafe {
-                    libc::bind(
-                        s.as_raw_fd(),
-                        (&sa as *const libc::sockaddr_in).cast(),
-                        size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    )
-                },
-                "bind",
-            )?;
             let packets = vec![vec![0x5a; a.size]; a.batch];
             out.push((s, Batch::new(packets, sockaddr(a.dst, UNREACHABLE_PORT))));
         }
@@ -659,20 +665,7 @@ fn rtt(a: &Args) -> io::Result<String> {
     set_recv_timeout(&raw, Duration::from_secs(1));
     // With --udp the datagrams leave from a socket bound to UDP_PORT_BASE, to port 9.
     let udp = if a.udp {
-        let s = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
-        let sa = sockaddr(Ipv4Addr::UNSPECIFIED, UDP_PORT_BASE);
-        // SAFETY: `sa` lives for the call, and the length passed is its size.
-        check(
-            unsafe {
-                libc::bind(
-                    s.as_raw_fd(),
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            },
-            "bind",
-        )?;
-        Some(s)
+        Some(udp_socket(UDP_PORT_BASE)?)
     } else {
         None
     };
