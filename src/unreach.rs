@@ -14,11 +14,11 @@ use kernel::{
     net::{
         ipv4::{
             icmp::{
-                self, inet_addr_type_dev_table, net_ratelimit, IcmpMib, Rfc4884, ICMP_DEST_UNREACH,
-                ICMP_ECHOREPLY, ICMP_EXC_FRAGTIME, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH,
-                ICMP_NET_UNREACH, ICMP_PARAMETERPROB, ICMP_PORT_UNREACH, ICMP_PROT_UNREACH,
-                ICMP_REDIRECT, ICMP_SR_FAILED, ICMP_TIME_EXCEEDED, NR_ICMP_UNREACH, RTN_BROADCAST,
-                SO_EE_RFC4884_FLAG_INVALID,
+                self, inet_addr_type_dev_table, net_ratelimit, IcmpMib, QuotedError, Rfc4884,
+                ICMP_DEST_UNREACH, ICMP_ECHOREPLY, ICMP_EXC_FRAGTIME, ICMP_FRAG_NEEDED,
+                ICMP_HOST_UNREACH, ICMP_NET_UNREACH, ICMP_PARAMETERPROB, ICMP_PORT_UNREACH,
+                ICMP_PROT_UNREACH, ICMP_REDIRECT, ICMP_SR_FAILED, ICMP_TIME_EXCEEDED,
+                NR_ICMP_UNREACH, RTN_BROADCAST, SO_EE_RFC4884_FLAG_INVALID,
             },
             IcmpHdr, IpHdr, IPPROTO_ICMP, IPPROTO_RAW,
         },
@@ -48,9 +48,14 @@ fn icmp_socket_deliver(ctx: &Ctx<'_>, skb: &mut SkBuff, info: u32) {
         return;
     }
 
-    icmp::raw_icmp_error(skb, protocol, info);
+    // The layout the receivers read, checked once for both (nothing is delivered without it;
+    // the checks above leave only the device and the ICMP header to check).
+    let Some(err) = QuotedError::new(skb, ctx.rcu) else {
+        return;
+    };
+    icmp::raw_icmp_error(&err, protocol, info);
 
-    protocol::deliver_err(protocol, skb, info, ctx.rcu);
+    protocol::deliver_err(protocol, err, info);
 }
 
 /// `icmp_tag_validation`: whether the quoted packet's protocol validates ICMP errors
