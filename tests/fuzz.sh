@@ -99,38 +99,46 @@ dmesg_start=$(dmesg | wc -l)
 # finds overflowed, and those answers would count in the dut's IcmpInMsgs too. Without an
 # address it has no route back to the dut, so it drops the dut's packets silently.
 topo_up() {
+	# Few commands: on the debug kernel under TCG each one costs one to three seconds.
+	ip -force -b - <<-EOF 2>/dev/null
+		netns del peer
+		netns del dut
+	EOF
+	ip -b - <<-EOF || return
+		netns add peer
+		netns add dut
+	EOF
 	local ns
 	for ns in peer dut; do
-		ip netns del $ns 2>/dev/null
-		ip netns add $ns
-		ip netns exec $ns sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+		ip netns exec $ns sysctl -qw net.ipv6.conf.default.disable_ipv6=1 || return
 	done
 	ip link add veth0 netns peer address $PEER_MAC type veth \
-		peer name veth0 netns dut address $DUT_MAC
-	ip -n dut addr add 10.0.1.2/24 brd + dev veth0
-	ip -n dut addr add fd00::2/128 dev lo
-	# Down, without addresses: a PROBE by name sees its state bits clear.
-	ip -n dut link add dummy0 type dummy
-	for ns in peer dut; do
-		ip -n $ns link set lo up
-		ip -n $ns link set veth0 up
-	done
-	ip -n peer neigh replace 10.0.1.2 lladdr $DUT_MAC dev veth0 nud permanent
-	ip -n dut neigh replace 10.0.1.1 lladdr $PEER_MAC dev veth0 nud permanent
+		peer name veth0 netns dut address $DUT_MAC || return
+	# dummy0: down, without addresses, so that a PROBE by name sees its state bits clear.
 	# 10.0.1.77 is nobody: the dut sends it to the peer, whose stack drops it.
-	ip -n dut neigh replace 10.0.1.77 lladdr $PEER_MAC dev veth0 nud permanent
+	ip -n dut -b - <<-EOF || return
+		addr add 10.0.1.2/24 brd + dev veth0
+		addr add fd00::2/128 dev lo
+		link add dummy0 type dummy
+		link set lo up
+		link set veth0 up
+		neigh replace 10.0.1.1 lladdr $PEER_MAC dev veth0 nud permanent
+		neigh replace 10.0.1.77 lladdr $PEER_MAC dev veth0 nud permanent
+	EOF
+	ip -n peer -b - <<-EOF || return
+		link set lo up
+		link set veth0 up
+		neigh replace 10.0.1.2 lladdr $DUT_MAC dev veth0 nud permanent
+	EOF
 	# Every trigger answered (no rate limits), PROBE and broadcast echo answered, source
 	# routes refused, no reverse-path filter (off-link sources are accepted but cannot be
 	# answered), and incomplete fragment queues timed out quickly, so that their time
 	# exceeded messages arrive before the capture ends.
-	local k
-	for k in ipv4.icmp_ratelimit=0 ipv4.icmp_msgs_per_sec=1000000 \
-		ipv4.icmp_msgs_burst=1000000 ipv4.icmp_echo_enable_probe=1 \
-		ipv4.icmp_echo_ignore_broadcasts=0 ipv4.ipfrag_time=$FRAG_TIME \
-		ipv4.conf.all.accept_source_route=0 ipv4.conf.all.rp_filter=0 \
-		ipv4.conf.veth0.rp_filter=0; do
-		ip netns exec dut sysctl -qw "net.$k" || return
-	done
+	ip netns exec dut sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv4.icmp_msgs_per_sec=1000000 \
+		net.ipv4.icmp_msgs_burst=1000000 net.ipv4.icmp_echo_enable_probe=1 \
+		net.ipv4.icmp_echo_ignore_broadcasts=0 net.ipv4.ipfrag_time=$FRAG_TIME \
+		net.ipv4.conf.all.accept_source_route=0 net.ipv4.conf.all.rp_filter=0 \
+		net.ipv4.conf.veth0.rp_filter=0
 }
 FRAG_TIME=2
 
@@ -158,11 +166,10 @@ delta() { # before after
 # Packets dropped by queues the traffic passes: the per-CPU backlogs (second column of
 # softnet_stat, hexadecimal) and the veth devices of both namespaces.
 queue_drops() {
-	local total=0 d ns f
+	local total=0 d ns
 	while read -r _ d _; do total=$((total + 16#$d)); done </proc/net/softnet_stat
 	for ns in peer dut; do
-		for f in rx_dropped tx_dropped; do
-			d=$(ip netns exec $ns cat /sys/class/net/veth0/statistics/$f)
+		for d in $(ip netns exec $ns cat /sys/class/net/veth0/statistics/{rx,tx}_dropped); do
 			total=$((total + d))
 		done
 	done
