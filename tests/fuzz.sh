@@ -100,10 +100,7 @@ dmesg_start=$(dmesg | wc -l)
 # address it has no route back to the dut, so it drops the dut's packets silently.
 topo_up() {
 	# Few commands: on the debug kernel under TCG each one costs one to three seconds.
-	ip -force -b - <<-EOF 2>/dev/null
-		netns del peer
-		netns del dut
-	EOF
+	topo_down
 	ip -b - <<-EOF || return
 		netns add peer
 		netns add dut
@@ -142,7 +139,12 @@ topo_up() {
 }
 FRAG_TIME=2
 
-topo_down() { ip netns del peer 2>/dev/null; ip netns del dut 2>/dev/null; }
+topo_down() {
+	ip -force -b - <<-EOF 2>/dev/null
+		netns del peer
+		netns del dut
+	EOF
+}
 
 # Every counter of /proc/net/snmp and /proc/net/netstat in a namespace, one "Name value"
 # a line, named as nstat names them (IcmpInMsgs, IcmpMsgOutType0, IpExtInOctets...).
