@@ -8,8 +8,8 @@
 #   make selftests  ... then the kernel's own ICMP selftests, built-in vs rust_icmp
 #   make stress     ... the robustness run on the debug kernel: fuzzing, hot swap, failures
 #   make bench      ... the benchmark, built-in vs rust_icmp (build/bench/report.md)
-#   make lint       rustfmt --check and clippy (warnings are errors) on the module and the
-#                   kernel-crate files of the patch series
+#   make lint       rustfmt --check, clippy and rustdoc (warnings are errors) on the module
+#                   and the kernel crate with the patch series
 #   make kernel     only the kernel (build/kernel)
 #   DEBUG=1         (with make, kernel, module, check) the debug kernel instead:
 #                   KASAN, UBSAN, lockdep, kmemleak... in build/kernel-debug, and the
@@ -133,6 +133,15 @@ RUSTFMT = $(ENV) "$$(rustup which rustfmt)" --edition 2021 \
 lint: kernel
 	@$(RUSTFMT) --check src/rust_icmp.rs
 	@cd build/linux-src && $(RUSTFMT) --check $(PATCHED_RS)
+	@# The kernel crate: clippy (touching lib.rs rebuilds it; the next build without CLIPPY
+	@# rebuilds it once more, a minute), then rustdoc. Any warning fails.
+	@for t in "CLIPPY=1 vmlinux:clippy" "rustdoc:rustdoc"; do \
+		touch build/linux-src/rust/kernel/lib.rs; \
+		out=$$($(ENV) $(MAKE) -s -C $(TOP)/build/linux-src O=$(KDIR) BINDGEN=$$BINDGEN \
+			$(KLLVM) $${t%:*} 2>&1) && ! printf '%s\n' "$$out" | grep -q '^warning' || \
+			{ printf '%s\n' "$$out"; echo "lint: $${t#*:} warns on the kernel crate" >&2; \
+			exit 1; }; \
+	done
 	@mkdir -p $(MOD)/src && cp -p Kbuild $(MOD)/ && cp -p src/*.rs $(MOD)/src/
 	@touch $(MOD)/src/rust_icmp.rs
 	@$(ENV) $(MAKE) -s -C $(KDIR) M=$(MOD) CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
@@ -142,7 +151,7 @@ lint: kernel
 		$(ENV) cargo clippy --release --quiet --manifest-path tools/$$t/Cargo.toml \
 			--target-dir build/tools/$$t -- -D warnings || exit 1; \
 	done
-	@echo "lint: rustfmt and clippy clean"
+	@echo "lint: rustfmt, rustdoc and clippy clean"
 
 fmt:
 	@$(RUSTFMT) src/rust_icmp.rs
