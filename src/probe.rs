@@ -28,10 +28,8 @@ use kernel::{
     types::ARef,
 };
 
-/// `sizeof(struct icmp_ext_hdr)`: version/reserved, reserved, checksum.
-const EXT_HDR_LEN: u32 = 4;
-/// `sizeof(struct icmp_extobj_hdr)`: length, class number, class type.
-const EXTOBJ_HDR_LEN: usize = 4;
+use crate::unreach::{EXTOBJ_HDR_LEN, EXT_HDR_LEN};
+
 /// `sizeof(struct icmp_ext_echo_iio)`: the object header and the largest identifier (an
 /// address family header and an IPv6 address).
 const IIO_MAX_LEN: usize = EXTOBJ_HDR_LEN + 4 + 16;
@@ -51,14 +49,14 @@ impl Iio {
     /// does: more than the object header, at most the largest object.
     fn read(skb: &SkBuff) -> Option<Self> {
         let mut hdr = [0u8; EXTOBJ_HDR_LEN];
-        let hdr = skb.header_pointer(EXT_HDR_LEN, &mut hdr)?;
+        let hdr = skb.header_pointer(EXT_HDR_LEN as u32, &mut hdr)?;
         let length = usize::from(u16::from_be_bytes([hdr[0], hdr[1]]));
         if length <= EXTOBJ_HDR_LEN || length > IIO_MAX_LEN {
             return None;
         }
         let class_type = hdr[3];
         let mut buf = [0u8; IIO_MAX_LEN];
-        let obj = skb.header_pointer(EXT_HDR_LEN, &mut buf[..length])?;
+        let obj = skb.header_pointer(EXT_HDR_LEN as u32, &mut buf[..length])?;
         let ident_len = length - EXTOBJ_HDR_LEN;
         let mut ident = [0u8; IIO_MAX_LEN - EXTOBJ_HDR_LEN];
         ident[..ident_len].copy_from_slice(&obj[EXTOBJ_HDR_LEN..]);
@@ -79,7 +77,9 @@ enum Lookup {
     Malformed,
     /// The identifier is valid; the device, if one matches.
     Found(Option<ARef<NetDevice>>),
-    /// IPv6 addresses cannot be looked up (no IPv6): the request is discarded.
+    /// An IPv6 address that cannot be looked up (IPv6 is configured but not running, as with
+    /// `ipv6.disable=1`: `ipv6_stub`'s lookup fails): the request is discarded. Without IPv6
+    /// in the kernel the object is malformed, as in C.
     Discard,
 }
 
@@ -174,7 +174,7 @@ pub(crate) fn icmp_build_probe(skb: &SkBuff, icmph: &mut IcmpHdr) -> bool {
         ICMPV6_EXT_ECHO_REPLY
     };
 
-    let mut ext_hdr = [0u8; EXT_HDR_LEN as usize];
+    let mut ext_hdr = [0u8; EXT_HDR_LEN];
     let lookup = match (skb.header_pointer(0, &mut ext_hdr), Iio::read(skb)) {
         (Some(_), Some(iio)) => lookup(&iio, net, &rcu),
         _ => Lookup::Malformed,

@@ -4,22 +4,27 @@
 //!
 //! Loading the module swaps the kernel's built-in ICMP handler in `inet_protos[IPPROTO_ICMP]`
 //! for [`Icmp`]; then `module!` enables the live patch that sends the icmp.c functions the
-//! rest of the kernel calls (`__icmp_send`, `icmp_out_count`, ...) to Rust as well. Unloading takes two
-//! steps, because only user space can disable a live patch: `scripts/unload` disables it
-//! (`/sys/kernel/livepatch/rust_icmp/enabled`), waits for the transition, then removes the
-//! module, which swaps the handler back. Each function of icmp.c has an item of the same
-//! name here, in the file named after its part of the protocol:
+//! rest of the kernel calls (`__icmp_send`, `icmp_out_count`, ...) to Rust as well.
+//! Unloading takes two steps, because only user space can disable a live patch:
+//! `scripts/unload` disables it (`/sys/kernel/livepatch/rust_icmp/enabled`), waits for the
+//! transition, then removes the module, which swaps the handler back.
 //!
-//! | file            | icmp.c                                                            |
-//! |-----------------|-------------------------------------------------------------------|
-//! | `rcv.rs`        | `icmp_rcv`, `icmp_pointers[]`, `icmp_discard`                     |
-//! | `echo.rs`       | `icmp_echo`, `icmp_timestamp`                                     |
-//! | `probe.rs`      | `icmp_build_probe` (RFC 8335 PROBE)                               |
-//! | `unreach.rs`    | `icmp_unreach`, `icmp_tag_validation`, `icmp_socket_deliver`, `icmp_redirect`, `icmp_err`, `ip_icmp_error_rfc4884` |
-//! | `send.rs`       | `__icmp_send`, `icmp_route_lookup`, `icmp_get_route_lookup_dev`   |
-//! | `reply.rs`      | `struct icmp_bxm`, `icmp_reply`, `icmp_push_reply`, `icmp_glue_bits` |
-//! | `ratelimit.rs`  | `icmp_global_allow/consume`, `icmpv4_mask_allow`, `icmpv4_global_allow`, `icmpv4_xrlim_allow` |
-//! | `stats.rs`      | the MIB updates, mirrored in this module's own counters           |
+//! The functions of icmp.c that handle messages each have an item of the same name here, in
+//! the file named after their part of the protocol. `icmp_init`'s per-CPU control sockets
+//! and `icmp_xmit_lock` are the kernel crate's `CtlSockets` (made in [`RustIcmp`]'s init);
+//! `icmp_sk_init`'s sysctl defaults stay the kernel's, set for every namespace:
+//!
+//! - `rcv.rs`: `icmp_rcv`, `icmp_pointers[]`, `icmp_discard`;
+//! - `echo.rs`: `icmp_echo`, `icmp_timestamp`;
+//! - `probe.rs`: `icmp_build_probe` (RFC 8335 PROBE);
+//! - `unreach.rs`: `icmp_unreach`, `icmp_tag_validation`, `icmp_socket_deliver`,
+//!   `icmp_redirect`, `icmp_err`, `ip_icmp_error_rfc4884` and its `_validate`;
+//! - `send.rs`: `__icmp_send`, `icmp_route_lookup`, `icmp_get_route_lookup_dev`;
+//! - `reply.rs`: `struct icmp_bxm`, `icmp_reply`, `icmp_push_reply`, `icmp_glue_bits`;
+//! - `ratelimit.rs`: `icmp_global_allow`, `icmp_global_consume`, `icmpv4_mask_allow`,
+//!   `icmpv4_global_allow`, `icmpv4_xrlim_allow`;
+//! - `stats.rs`: `icmp_out_count` and the MIB updates, mirrored in this module's own
+//!   counters.
 
 use kernel::{
     livepatch,

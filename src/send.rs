@@ -4,7 +4,7 @@
 //! `__icmp_send`, `icmp_route_lookup`, `icmp_get_route_lookup_dev`).
 //!
 //! The rest of the kernel calls `__icmp_send` (through the inline `icmp_send`) when UDP finds
-//! no socket, `ip_forward` a TTL running out or a packet too big, `ip_local_deliver_finish`
+//! no socket, `ip_forward` a TTL running out or a packet too big, `ip_protocol_deliver_rcu`
 //! an unknown protocol, `ip_expire` a reassembly timeout, netfilter's REJECT, and tunnels
 //! through `icmp_ndo_send`. While rust_icmp is loaded a live patch sends those calls here.
 //!
@@ -26,7 +26,7 @@ use kernel::{
             IcmpHdr, IpHdr, INET_DSCP_MASK, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
         },
         namespace::Net,
-        skb::SkBuff,
+        skb::{SkBuff, PACKET_HOST},
         Be32,
     },
     prelude::*,
@@ -39,8 +39,6 @@ use crate::{
     Icmp,
 };
 
-/// `PACKET_HOST`: the packet was addressed to this host's link-layer address.
-const PACKET_HOST: u8 = 0;
 /// `IPTOS_TOS_MASK` (what `RT_TOS` keeps of the TOS byte).
 const IPTOS_TOS_MASK: u8 = 0x1e;
 /// `IPTOS_PREC_INTERNETCONTROL`: precedence of ICMP errors (RFC 1812 4.3.2.5).

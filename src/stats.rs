@@ -7,8 +7,8 @@
 //! names `nstat` gives the MIB (`IcmpInMsgs`, `IcmpMsgInType8`, ...), so the deltas of
 //! `nstat` and of this file can be compared line by line: each line counts the events of
 //! that MIB counter that Rust code caused (output is counted by `icmp_out_count`, which
-//! `ip_output.c` calls for every ICMP message, also those of user sockets). Lines starting `RustIcmp` have no MIB twin: drops
-//! by `icmp_rcv` per reason (`RustIcmpDrop_<REASON>`).
+//! `ip_output.c` calls for every ICMP message, also those of user sockets). Lines starting
+//! `RustIcmp` have no MIB twin: drops by `icmp_rcv` per reason (`RustIcmpDrop_<REASON>`).
 
 use core::{
     fmt::Write,

@@ -210,15 +210,16 @@ pub(crate) fn icmp_err(_icmp: &Icmp, skb: &mut SkBuff, info: u32) -> Result {
     Ok(())
 }
 
-/// `sizeof(struct icmp_ext_hdr)` and `sizeof(struct icmp_extobj_hdr)`.
-const EXT_HDR_LEN: u32 = 4;
-const EXTOBJ_HDR_LEN: u32 = 4;
+/// `sizeof(struct icmp_ext_hdr)` (RFC 4884): version, reserved bits, checksum.
+pub(crate) const EXT_HDR_LEN: usize = 4;
+/// `sizeof(struct icmp_extobj_hdr)`: length, class number, class type.
+pub(crate) const EXTOBJ_HDR_LEN: usize = 4;
 
 /// `ip_icmp_error_rfc4884_validate`: whether the RFC 4884 extension structure at `off`
 /// (after `skb->data`) is well formed: version 2, a correct checksum if there is one, and
 /// objects whose lengths tile the rest of the packet. Other versions are not checked.
 fn ip_icmp_error_rfc4884_validate(skb: &SkBuff, mut off: u32) -> bool {
-    let mut buf = [0u8; EXT_HDR_LEN as usize];
+    let mut buf = [0u8; EXT_HDR_LEN];
     let Some(exth) = skb.header_pointer(off, &mut buf) else {
         return false;
     };
@@ -233,14 +234,14 @@ fn ip_icmp_error_rfc4884_validate(skb: &SkBuff, mut off: u32) -> bool {
             _ => return false,
         }
     }
-    off += EXT_HDR_LEN;
+    off += EXT_HDR_LEN as u32;
     while off < skb.len() {
-        let mut buf = [0u8; EXTOBJ_HDR_LEN as usize];
+        let mut buf = [0u8; EXTOBJ_HDR_LEN];
         let Some(objh) = skb.header_pointer(off, &mut buf) else {
             return false;
         };
         let olen = u32::from(u16::from_be_bytes([objh[0], objh[1]]));
-        if olen < EXTOBJ_HDR_LEN {
+        if olen < EXTOBJ_HDR_LEN as u32 {
             return false;
         }
         off += olen;
@@ -266,7 +267,7 @@ pub(crate) fn ip_icmp_error_rfc4884(skb: &SkBuff, out: &mut Rfc4884, thlen: i32,
     }
     // The kernel has stripped the headers: the payload offset in bytes.
     let off = off - hlen;
-    if i64::from(off) + i64::from(EXT_HDR_LEN) > i64::from(skb.len()) {
+    if i64::from(off) + EXT_HDR_LEN as i64 > i64::from(skb.len()) {
         return;
     }
     out.len = off as u16;
