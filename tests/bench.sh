@@ -14,7 +14,8 @@
 # only while no traffic flows (see "The VM" in README.md: multi-threaded TCG and live
 # patching under traffic do not mix).
 #
-# Workloads (BENCH_WORKLOADS, default all):
+# Workloads (BENCH_WORKLOADS; default: echo56 echo1400 udp rtt alloc calls, the ones that need
+# no plugin):
 #   echo56, echo1400  echo requests with 56 / 1400 payload bytes, 8 identifiers, one sender
 #                     thread per vCPU, for BENCH_SECONDS: the dut's IcmpOutEchoReps delta
 #                     and the replies icmpflood received

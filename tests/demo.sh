@@ -36,4 +36,4 @@ while read -r k v; do
 done < <(ip netns exec dut cat /proc/net/rust_icmp)
 echo
 echo "The namespaces 'peer' (10.0.1.1) and 'dut' (10.0.1.2) stay up; rust_icmp stays loaded."
-echo "Try: ip netns exec peer ping 10.0.1.2; ip netns exec dut cat /proc/net/rust_icmp; rmmod rust_icmp"
+echo "Try: ip netns exec peer ping 10.0.1.2; ip netns exec dut cat /proc/net/rust_icmp; scripts/unload"

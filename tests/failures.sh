@@ -8,9 +8,10 @@
 # fail_page_alloc are limited by their stack-trace filter to call chains that pass through
 # the module area (where the module's init code runs; nothing else is loaded), and
 # /proc/thread-self/fail-nth makes the n-th such allocation of the loading thread fail, for
-# n = 1, 2, ... until the n-th never comes (tests/lib/failnth_insmod.py). That reaches each step in turn: the per-namespace counters,
-# the per-CPU control sockets (inet_ctl_sock_create), the takeover of inet_protos, the live
-# patch (klp_enable_patch). A second instance, which finds the slot taken, is the last case.
+# n = 1, 2, ... until the n-th never comes (tests/lib/failnth_insmod.py). That reaches each
+# step of the init in turn: the per-CPU control sockets (inet_ctl_sock_create), the
+# per-namespace counters, the takeover of inet_protos, then the live patch
+# (klp_enable_patch). A second instance, which finds the slot taken, is the last case.
 # Needs the debug kernel (make kernel DEBUG=1: CONFIG_FAULT_INJECTION_STACKTRACE_FILTER);
 # kmemleak, when present, must find no leak afterwards.
 set -u
@@ -20,7 +21,7 @@ require_vm failures.sh
 DBG=/sys/kernel/debug
 MAX=${FAILURES_MAX:-1000}
 # Fail every STRIDE-th allocation only (the short run of make check: each insmod takes
-# about 12 s on the debug kernel under TCG, and there are about 270).
+# about 12 s on the debug kernel under TCG, and there are 270 to 300).
 STRIDE=${FAILURES_STRIDE:-1}
 # x86-64's module area: MODULES_VADDR (0xffffffffa0000000 or, with a 1 GiB kernel image,
 # 0xffffffffc0000000) to MODULES_END; the kernel image itself lies below it.

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: GPL-2.0
 """Differential tests of the less common ways into icmp_rcv: the checksum states a driver
-or tunnel leaves (CHECKSUM_NONE, _UNNECESSARY, _COMPLETE), the IPsec input policy and its
-exception for ICMP errors (XFRM_STATE_ICMP), fwmark_reflect, errors about tunnel packets,
-and RFC 4884 extensions reported to sockets. Built-in C vs rust_icmp, same boot."""
+or tunnel leaves (CHECKSUM_NONE, _PARTIAL, _COMPLETE; _UNNECESSARY only NIC drivers set),
+the IPsec input policy and its exception for ICMP errors (XFRM_STATE_ICMP), fwmark_reflect,
+errors about tunnel packets, and RFC 4884 extensions reported to sockets. Built-in C vs
+rust_icmp, same boot."""
 
 import fcntl
 import os

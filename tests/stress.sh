@@ -11,7 +11,8 @@
 #
 # run through run_all.sh, which fails a test on any splat in the kernel log. Then a last
 # kmemleak scan over the whole run, and a summary:
-#   packets fuzzed, splats, leaks, swap cycles, requests, replies, lost replies
+#   packets fuzzed, splats, leaks, swap cycles, requests, replies, lost replies,
+#   insmod failures injected
 # The exit status is non-zero on any failed test, splat, leak, or loss beyond the built-in
 # code's under the same load.
 #
@@ -27,8 +28,8 @@ short=0
 tests=("$@")
 ((${#tests[@]})) || tests=(fuzz.sh hotswap.py failures.sh)
 if ((short)); then
-	# About 15 minutes under TCG: the debug kernel fuzzes about 200 frames/s, and each fuzz
-	# run, insmod or hot swap costs it 10 to 30 s of setup.
+	# About 18 minutes under TCG: the debug kernel fuzzes about 200 frames/s, and each fuzz
+	# run, insmod or hot swap costs it 10 to 90 s of setup.
 	export FUZZ_COUNT=${FUZZ_COUNT:-5000} FUZZ_DIFF_COUNT=${FUZZ_DIFF_COUNT:-1000}
 	export HOTSWAP_CYCLES=${HOTSWAP_CYCLES:-5} FAILURES_STRIDE=${FAILURES_STRIDE:-27}
 else
