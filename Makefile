@@ -10,10 +10,16 @@
 #   make bench      ... the benchmark, built-in vs rust_icmp (build/bench/report.md)
 #   make lint       rustfmt --check, clippy and rustdoc (warnings are errors) on the module
 #                   and the kernel crate with the patch series
+#   make fuzz       the fuzzer alone (FUZZ_ARGS="--mode diff --seed 7 --count 5000")
 #   make kernel     only the kernel (build/kernel)
-#   DEBUG=1         (with make, kernel, module, check) the debug kernel instead:
+#   make module     the kernel if needed, then rust_icmp.ko (what plain make does)
+#   make tools      the tests' user-space tools (icmpfuzz, icmpflood) in build/tools
+#   make selftest-tools  nettest, the selftests' socket helper, from the kernel tree
+#   make fmt        rustfmt the module's sources
+#   DEBUG=1         (with make, kernel, module, fuzz, bench) the debug kernel instead:
 #                   KASAN, UBSAN, lockdep, kmemleak... in build/kernel-debug, and the
-#                   module built against it in build/module-debug/rust_icmp.ko
+#                   module built against it in build/module-debug/rust_icmp.ko (make check
+#                   builds and uses both kernels itself, and refuses DEBUG=1)
 #   make setup      install the prerequisites (Debian 12)
 #   make clean      remove the module's build products (not the kernel)
 #   make distclean  remove build/ entirely
@@ -73,6 +79,7 @@ run: module
 # share the CPUs evenly and the test kernel, which the test suite waits for, takes twice as
 # long). One after the other, the two would not fit in CI's 90 minutes on 2 CPUs.
 check: setup
+	@[ "$(DEBUG)" != 1 ] || { echo "make check builds both kernels itself: run it without DEBUG=1" >&2; exit 2; }
 	@scripts/kernel patch
 	@rm -f build/kernel-debug.rc; \
 	echo "kernel (DEBUG=1): building in the background, log in build/kernel-debug.log"; \
