@@ -79,7 +79,8 @@ run: module
 # share the CPUs evenly and the test kernel, which the test suite waits for, takes twice as
 # long). One after the other, the two would not fit in CI's 90 minutes on 2 CPUs.
 check: setup
-	@[ "$(DEBUG)" != 1 ] || { echo "make check builds both kernels itself: run it without DEBUG=1" >&2; exit 2; }
+	@[ "$(DEBUG)" != 1 ] || \
+		{ echo "make check builds both kernels itself: run it without DEBUG=1" >&2; exit 2; }
 	@scripts/kernel patch
 	@rm -f build/kernel-debug.rc; \
 	echo "kernel (DEBUG=1): building in the background, log in build/kernel-debug.log"; \
