@@ -16,11 +16,13 @@
 use core::mem::MaybeUninit;
 use kernel::{
     net::{
+        checksum::Wsum,
         ipv4::{
             icmp::IcmpMib,
             route::{Flowi4, Route},
             xmit::{
-                fib_compute_spec_dst, FragSkb, GetFrag, IpOptionsData, IpcmCookie, Reused, XmitSock,
+                fib_compute_spec_dst, FragSkb, GetFrag, IpOptionsData, IpcmCookie, NewMessage,
+                Reused, XmitSock,
             },
             IcmpHdr, INET_DSCP_MASK, IPPROTO_ICMP,
         },
@@ -111,6 +113,22 @@ pub(crate) fn icmp_push_reply(
 ) {
     let net = sk.net();
     let length = param.data_len + param.head_len;
+    if param.replyopts.optlen() == 0 {
+        if let Some(mut m) = sk.new_message(length, &rt) {
+            if icmp_build_message(&mut m, param).is_err() {
+                // As when `icmp_glue_bits` fails in `ip_append_data`.
+                stats::icmp_inc_stats(icmp, net, IcmpMib::OutErrors);
+                return;
+            }
+            // `__ip_make_skb` would count it by `fl4_icmp_type` (a raw socket's flow is never
+            // `FLOWI_FLAG_KNOWN_NH` here): the error's type, or 0 for replies, whose flow
+            // nothing gave a type.
+            stats::icmp_out_count(icmp, net, fl4.icmp_type());
+            // Errors of the send are counted by the IP layer, as for C.
+            let _ = sk.push_message(m, fl4, ipc, rt);
+            return;
+        }
+    }
     if sk
         .append_data(fl4, param, length, param.head_len, ipc, rt)
         .is_err()
@@ -144,6 +162,29 @@ pub(crate) fn icmp_push_reply(
     // Errors of the send (no buffer, qdisc drop) are counted by the IP layer, as for C.
     // `__ip_make_skb` counts the message with `icmp_out_count` (ours, live-patched).
     let _ = sk.push_pending_frames(fl4);
+}
+
+/// The message of [`icmp_push_reply`] built in one new buffer, without options (see
+/// [`XmitSock::new_message`]): the bytes and the checksum `ip_append_data`, `icmp_glue_bits`
+/// and `icmp_push_reply` give it. The header is copied and summed first, then the payload,
+/// whose sum `icmp_glue_bits` would keep in `skb->csum` (only if there is payload; so is the
+/// conntrack entry attached); the header's checksum is then the fold of both.
+fn icmp_build_message(m: &mut NewMessage, param: &IcmpBxm<'_>) -> Result {
+    let head = param.data.to_bytes();
+    let icmph = &head[..param.head_len];
+    let head_sum = m.put_csum(icmph)?;
+    let mut data_sum = Wsum::ZERO;
+    if param.data_len > 0 {
+        data_sum = data_sum.block_add(
+            m.put_copy_and_csum(param.skb, param.offset, param.data_len)?,
+            0,
+        );
+        if rcv::icmp_pointers_error(param.data.icmph.type_) {
+            m.nf_ct_attach(param.skb);
+        }
+    }
+    let [c0, c1] = head_sum.add(data_sum).fold().to_bytes();
+    m.write_transport_header(&[icmph[0], icmph[1], c0, c1])
 }
 
 /// An echo request that the caller owns and hands to [`icmp_reply`], which sends it back as
