@@ -4,9 +4,11 @@
 //! `icmp_push_reply`, `icmp_reply`).
 //!
 //! A message is an ICMP header (plus, for timestamps, three timestamps) that we build, and a
-//! payload copied from a received packet: the request itself for echo replies. The control
-//! socket queues both with `ip_append_data`; the checksum is completed over the queue and the
-//! packet sent with `ip_push_pending_frames`.
+//! payload copied from a received packet: the request itself for echo replies. C's control
+//! socket queues both with `ip_append_data`, completes the checksum over the queue and sends
+//! the packet with `ip_push_pending_frames`. A message without IP options that fits in one
+//! buffer (every error does) is built here in a new buffer directly, allocated and sent as
+//! those functions would ([`XmitSock::new_message`]); the others still go through them.
 //!
 //! An echo reply differs from its request only in the IP header, the ICMP type and the
 //! checksum, so where the control socket would send the copy as is (no IP options, no
@@ -102,7 +104,8 @@ impl GetFrag for IcmpBxm<'_> {
 
 /// `icmp_push_reply`: queues the message on the locked control socket, completes the ICMP
 /// checksum over header and payload, and sends it. If queueing fails, counts `OutErrors` and
-/// drops what was queued.
+/// drops what was queued. Where [`XmitSock::new_message`] can build the same packet in one
+/// new buffer, it does that instead ([`icmp_build_message`]).
 pub(crate) fn icmp_push_reply(
     icmp: &Icmp,
     sk: &mut XmitSock<'_>,
