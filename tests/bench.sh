@@ -44,6 +44,14 @@
 #                     (no copy, no checksum over the data) against a round trip's whole cost.
 #   insnsudp          the same with 56-byte UDP datagrams to a closed port, each answered
 #                     by a port unreachable (__icmp_send's path, the rate limits lifted).
+#
+# BENCH_STEER=1 (tools/bench/run's second plugin boot, 2 vCPUs) splits the work between the
+# two CPUs: icmpflood runs on CPU 0, and RPS hands every packet the dut's veth receives to
+# CPU 1 and every packet the peer's receives to CPU 0. CPU 1 then runs exactly what the dut
+# does for a request (receive, answer, transmit up to the peer's backlog), and the plugin's
+# count of CPU 1 is the cost of the answering host alone, which bounds the rate of a dut
+# that has a CPU for the traffic and a sender fast enough to keep it busy.
+#
 # and, at each load of the module, the memory it takes (/proc/modules, SUnreclaim, Percpu),
 # plus `size` of rust_icmp.ko once per boot.
 #
@@ -71,6 +79,9 @@ RAW=${BENCH_RAW:-$OUT/raw-smp$VCPUS.jsonl}
 # The built-in ICMP's object, when the kernel's build tree is at hand.
 C_OBJ=${BENCH_C_OBJ:-${RUST_ICMP_KDIR:-/nonexistent}/net/ipv4/icmp.o}
 DUT=10.0.1.2
+STEER=${BENCH_STEER:-0}
+PIN=
+[[ $STEER == 1 ]] && PIN="taskset -c 0"
 
 mkdir -p "$OUT" || exit 1
 : >"$RAW" || exit 1
@@ -119,7 +130,7 @@ meminfo() { awk '$1 ~ /^(MemFree|Slab|SUnreclaim|Percpu):$/ { print substr($1, 1
 # Runs icmpflood with a watchdog; its JSON on stdout, or its error on stdout and status 1.
 flood() {
 	local out err=/tmp/bench.err
-	if out=$(timeout -k 5 $((${SECS%.*} + 120)) "$FLOOD" "$@" 2>"$err"); then
+	if out=$(timeout -k 5 $((${SECS%.*} + 120)) $PIN "$FLOOD" "$@" 2>"$err"); then
 		echo "$out"
 	else
 		echo "icmpflood $1 failed (status $?): $(tail -n 3 "$err")"
@@ -138,6 +149,12 @@ setup() {
 	ip -n peer addr add 10.0.1.1/24 dev veth0
 	ip -n dut addr add $DUT/24 dev veth0
 	for ns in peer dut; do ip -n $ns link set veth0 up || return; done
+	if [[ $STEER == 1 ]]; then
+		((VCPUS >= 2)) || { echo "BENCH_STEER=1 needs 2 vCPUs"; return 1; }
+		# rps_cpus is a CPU mask: the dut's receive on CPU 1, the peer's on CPU 0.
+		ip netns exec dut sh -c 'echo 2 >/sys/class/net/veth0/queues/rx-0/rps_cpus' || return
+		ip netns exec peer sh -c 'echo 1 >/sys/class/net/veth0/queues/rx-0/rps_cpus' || return
+	fi
 	# Port unreachables are rate limited per peer (icmp_ratelimit: 1000 ms between
 	# messages, after a burst of 6) and for the whole namespace (icmp_msgs_per_sec/burst:
 	# 1000/s, 50): lift both, so that the udp workload measures how fast the dut builds
@@ -322,17 +339,20 @@ run_calls() {
 # Each run of icmpflood --mark ends two windows of the plugin: the time since the previous
 # run, then the round trips. Runs are counted in a file, as workloads run in subshells.
 INSNS_RUNS=/tmp/bench.insns-runs
+# The symbols each count is mapped with, per boot (KASLR): the steered boot's apart.
+SYMS=$OUT/insns
+[[ $STEER == 1 ]] && SYMS=$OUT/steer
 run_insns() { # SIZE [icmpflood rtt flags]
 	local out k syms
 	[[ -n ${BENCH_INSNS_OUT:-} ]] || { echo "no plugin output (BENCH_INSNS_OUT): tools/bench/run boots with the plugin"; return 1; }
 	k=$(cat "$INSNS_RUNS" 2>/dev/null || echo 0)
 	if ((k == 0)); then
 		echo 0 >/proc/sys/kernel/kptr_restrict
-		grep -v '\[' /proc/kallsyms >"$OUT/insns-kallsyms.txt" || return
+		grep -v '\[' /proc/kallsyms >"$SYMS-kallsyms.txt" || return
 		[[ -f $C_OBJ ]] && nm --defined-only "$C_OBJ" | awk '$2 ~ /^[tT]$/ { print $3 }' \
-			>"$OUT/insns-c-functions.txt"
+			>"$SYMS-c-functions.txt"
 	fi
-	syms=$OUT/insns-modsyms-$k.txt
+	syms=$SYMS-modsyms-$k.txt
 	grep '\[' /proc/kallsyms >"$syms"
 	# Warm up first: rust_icmp was just loaded, and QEMU translates its code on first use,
 	# which the window would charge to the Rust round trips' host cycles (C's code has run
@@ -344,8 +364,8 @@ run_insns() { # SIZE [icmpflood rtt flags]
 	((status == 0)) || { echo "$out"; return 1; }
 	echo $((k + 1)) >"$INSNS_RUNS"
 	printf '"n": %d, "window": %d, "counts": "%s", "kallsyms": "%s", "modsyms": "%s", "c_functions": "%s", "rtt": %s' \
-		"$INSNS_N" $((2 * k + 2)) "$BENCH_INSNS_OUT" "$OUT/insns-kallsyms.txt" "$syms" \
-		"$OUT/insns-c-functions.txt" "$out"
+		"$INSNS_N" $((2 * k + 2)) "$BENCH_INSNS_OUT" "$SYMS-kallsyms.txt" "$syms" \
+		"$SYMS-c-functions.txt" "$out"
 }
 
 run_workload() { # name

@@ -5,8 +5,10 @@ records tests/bench.sh wrote, one JSON object a line, in each boot.
 
     report.py --out DIR --boot VCPUS:STATUS:RAW.jsonl [--boot ...]
 
-VCPUS is a vCPU count, or `insns` for the 1-vCPU boot with the instruction-counting QEMU
-plugin (tools/insncount), whose runs this script maps to kernel functions. STATUS is the
+VCPUS is a vCPU count, `insns` for the 1-vCPU boot with the instruction-counting QEMU
+plugin (tools/insncount), whose runs this script maps to kernel functions, or `steer` for
+the 2-vCPU plugin boot where one vCPU sends and the other answers (tests/bench.sh,
+BENCH_STEER), whose counts it splits by vCPU. STATUS is the
 boot's exit status (qemu/run's): a boot that failed is reported as failed,
 with whatever it recorded before. Every metric is reported per vCPU count as the median of
 its rounds for C and for Rust, their ratio (Rust/C), the spread of each ((max - min) /
@@ -204,6 +206,7 @@ def _insns(field):
 
 
 INSNS_GROUP = "Instructions per echo round trip"
+STEER_GROUP = "Instructions on the answering CPU"
 METRICS += [
     ("insns_kernel", INSNS_GROUP, "kernel instructions (the request sent, answered, the reply "
      "received: both namespaces, one vCPU)", "/round trip", False, "insns",
@@ -246,6 +249,27 @@ METRICS += [
      "/round trip", False, "insnsudp", _insns("lookups_icmp")),
     ("insnsudp_tsc", INSNS_GROUP, "port unreachable: host cycles QEMU spent in the kernel",
      "/round trip", False, "insnsudp", _insns("tsc")),
+    ("steer_dut", STEER_GROUP, "56 B echo: kernel instructions on the dut's CPU (receive the "
+     "request, answer, transmit the reply)", "/round trip", False, "insns", _insns("dut")),
+    ("steer_dut_icmp", STEER_GROUP, "56 B echo: of which in the ICMP code", "/round trip", False,
+     "insns", _insns("dut_icmp")),
+    ("steer1400_dut", STEER_GROUP, "1400 B echo: kernel instructions on the dut's CPU",
+     "/round trip", False, "insns1400", _insns("dut")),
+    ("steer1400_dut_icmp", STEER_GROUP, "1400 B echo: of which in the ICMP code", "/round trip",
+     False, "insns1400", _insns("dut_icmp")),
+    ("steerudp_dut", STEER_GROUP, "port unreachable: kernel instructions on the dut's CPU "
+     "(receive the datagram, find no socket, build and send the error)", "/round trip", False,
+     "insnsudp", _insns("dut")),
+    ("steerudp_dut_icmp", STEER_GROUP, "port unreachable: of which in the ICMP code",
+     "/round trip", False, "insnsudp", _insns("dut_icmp")),
+    ("steer_sender", STEER_GROUP, "56 B echo: kernel instructions on the sender's CPU (send, "
+     "receive the reply: C's code both ways but for the reply's icmp_rcv and the live "
+     "patch's trampoline on icmp_out_count)",
+     "/round trip", False, "insns", _insns("sender")),
+    ("steer1400_sender", STEER_GROUP, "1400 B echo: kernel instructions on the sender's CPU",
+     "/round trip", False, "insns1400", _insns("sender")),
+    ("steerudp_sender", STEER_GROUP, "port unreachable: kernel instructions on the sender's "
+     "CPU", "/round trip", False, "insnsudp", _insns("sender")),
 ]
 
 
@@ -272,7 +296,9 @@ class InsnCounts:
                     elif w[0] == "user":
                         cur["user"] = int(w[1])
                     elif w[0] != "end" and cur is not None:
-                        cur["blocks"].append((int(w[0], 16), *map(int, w[1:5])))
+                        # Several vCPUs: the count split by vCPU follows.
+                        cur["blocks"].append((int(w[0], 16), *map(int, w[1:5]),
+                                              tuple(map(int, w[5:]))))
             self.windows[path] = wins
         return self.windows[path].get(n)
 
@@ -313,7 +339,8 @@ def is_icmp_code(name, c_functions):
 def insns_analysis(r, counts):
     """Per echo round trip, from the plugin's window of run r: instructions (kernel, user, in
     the ICMP code and out of it), blocks entered, entries QEMU cannot chain, and the same by
-    kernel function."""
+    kernel function. In a boot with BENCH_STEER, vCPU 1 answers and vCPU 0 sends: their
+    kernel instructions apart, and the answering vCPU's by function."""
     win = counts.window(r["counts"], r["window"])
     if win is None:
         raise ValueError(f"window {r['window']} missing from {r['counts']}")
@@ -323,7 +350,10 @@ def insns_analysis(r, counts):
     per_fn = collections.defaultdict(lambda: [0, 0, 0])
     tot = {"kernel": 0, "icmp": 0, "blocks": 0, "lookups": 0, "lookups_icmp": 0,
            "tsc": 0, "tsc_icmp": 0}
-    for vaddr, ninsns, count, lookups, tsc in win["blocks"]:
+    steer = r.get("steer", False)
+    per_vcpu = collections.Counter()
+    dut_fn = collections.Counter()
+    for vaddr, ninsns, count, lookups, tsc, vcpus in win["blocks"]:
         i = bisect.bisect_right(addrs, vaddr) - 1
         name = names[i] if i >= 0 else "?"
         per_fn[name][0] += ninsns * count
@@ -333,11 +363,23 @@ def insns_analysis(r, counts):
         tot["blocks"] += count
         tot["lookups"] += lookups
         tot["tsc"] += tsc
-        if is_icmp_code(name, cf):
+        icmp = is_icmp_code(name, cf)
+        if icmp:
             tot["icmp"] += ninsns * count
             tot["lookups_icmp"] += lookups
             tot["tsc_icmp"] += tsc
+        if steer:
+            if len(vcpus) < 2:
+                raise ValueError("a steered run's counts are not split by vCPU")
+            per_vcpu["sender"] += ninsns * vcpus[0]
+            per_vcpu["dut"] += ninsns * vcpus[1]
+            if icmp:
+                per_vcpu["dut_icmp"] += ninsns * vcpus[1]
+            dut_fn[name] += ninsns * vcpus[1]
     out = {k: v / n for k, v in tot.items()}
+    if steer:
+        out.update({k: per_vcpu[k] / n for k in ("sender", "dut", "dut_icmp")})
+        out["dut_functions"] = {k: v / n for k, v in dut_fn.items() if v}
     out["rest"] = (tot["kernel"] - tot["icmp"]) / n
     out["tsc_rest"] = (tot["tsc"] - tot["tsc_icmp"]) / n
     out["user"] = win["user"] / n
@@ -348,11 +390,14 @@ def insns_analysis(r, counts):
 def load_boot(spec):
     """--boot VCPUS:STATUS:PATH -> dict with the boot's records."""
     vcpus, status, path = spec.split(":", 2)
-    plugin = vcpus == "insns"
-    boot = {"vcpus": 1 if plugin else int(vcpus), "plugin": plugin, "status": int(status),
+    steer = vcpus == "steer"
+    plugin = vcpus == "insns" or steer
+    boot = {"vcpus": 2 if steer else 1 if plugin else int(vcpus), "plugin": plugin,
+            "steer": steer, "status": int(status),
             "path": path, "meta": {}, "records": [], "problems": [],
-            "console": f"console-{'insns' if plugin else 'smp' + vcpus}.log",
-            "name": "instruction-count boot (1 vCPU)" if plugin else f"{vcpus} vCPU(s)"}
+            "console": f"console-{vcpus if plugin else 'smp' + vcpus}.log",
+            "name": "instruction-count boot, 2 vCPUs, one sends and one answers" if steer
+            else "instruction-count boot (1 vCPU)" if plugin else f"{vcpus} vCPU(s)"}
     try:
         with open(path, encoding="utf-8") as f:
             for i, line in enumerate(f, 1):
@@ -384,6 +429,7 @@ def load_boot(spec):
     counts = InsnCounts()
     for r in boot["records"]:
         if r.get("workload") in ("insns", "insns1400", "insnsudp") and "error" not in r:
+            r["steer"] = steer
             try:
                 r["insns"] = insns_analysis(r, counts)
             except (OSError, ValueError, KeyError) as e:
@@ -459,6 +505,9 @@ def measured_metrics(boot, failures):
     rounds = sorted({r["round"] for r in runs})
     out = []
     for mid, group, title, unit, higher, workload, extract in METRICS:
+        # The steered boot's counts are split by vCPU: its own table, and only there.
+        if (group == STEER_GROUP) != boot.get("steer", False):
+            continue
         per_impl = {impl: {} for impl in IMPLS}
         for r in runs:
             if r.get("workload") != workload or r.get("impl") not in IMPLS:
@@ -630,7 +679,7 @@ def markdown(boots, metrics, failures, no_plot):
         ]
     order = ["Echo-reply throughput", "Error-generation throughput", "Scaling", "Latency",
              "Allocations per echo reply", "Kernel function calls per echo round trip",
-             INSNS_GROUP, "Cost"]
+             INSNS_GROUP, STEER_GROUP, "Cost"]
     groups = [g for g in order if any(m["group"] == g for m in metrics)]
     # Notes that follow a table: the busy vCPUs after the last throughput table, the
     # allocation sites after the allocations.
@@ -645,6 +694,7 @@ def markdown(boots, metrics, failures, no_plot):
                 + ", ".join(f"{k} {v:.2f}" for k, v in sorted(s.items()))
                 for impl, s in sites.items()) + ".", ""]
     notes[INSNS_GROUP] = insns_notes(boots)
+    notes[STEER_GROUP] = steer_notes(boots, metrics)
     for g in groups:
         lines += [f"## {g}", ""]
         ms = [m for m in metrics if m["group"] == g]
@@ -710,6 +760,8 @@ def insns_notes(boots, top=12):
     (instructions: mean over the rounds; cycles: median, they are noisy)."""
     per_impl = {}
     for b in boots:
+        if b.get("steer"):
+            continue  # two vCPUs: steer_notes
         for r in b["records"]:
             f = dget(r, "insns", "functions")
             # The 56-byte round trips; the 1400-byte ones are in the table only.
@@ -758,6 +810,55 @@ def insns_notes(boots, top=12):
                          f"{get('c', k, 1):.0f} | {get('rust', k, 1):.0f} | "
                          f"{get('c', k, 2):,.0f} | {get('rust', k, 2):,.0f} |")
         lines.append("")
+    return lines
+
+
+def steer_notes(boots, metrics, top=12):
+    """Markdown after the answering CPU's counts: how they were taken, what they bound, and
+    the kernel functions whose instructions on that CPU differ most at 1400 bytes."""
+    by = {m["metric"]: m for m in metrics if m["group"] == STEER_GROUP}
+    if not by:
+        return []
+    lines = [
+        "Counted by the same plugin in a boot of its own with 2 vCPUs under single-threaded "
+        "TCG (the vCPUs take turns on one host thread, so its counters stay exact): "
+        "icmpflood runs on CPU 0, and RPS hands what the dut's veth receives to CPU 1 and "
+        "what the peer's receives to CPU 0 (tests/bench.sh, BENCH_STEER). CPU 1 then runs "
+        "the dut's whole answer: the request from the backlog through IP and ICMP, the reply "
+        "built and routed, and its transmission up to the peer's backlog on CPU 0. Both "
+        "CPUs also wake from idle for every packet (the IPI that RPS sends, the same code "
+        "both ways), which a flooded dut would not do per packet. Where the answering CPU is "
+        "the bottleneck, as on a server whose traffic comes from outside, its rate follows "
+        "these counts: C's count over Rust's is the rate an instruction-bound dut would "
+        "answer at, relative to C.",
+        "",
+    ]
+    implied = [f"{what} {by[k]['c'] / by[k]['rust']:.2f}×" for k, what in
+               (("steer_dut", "56-byte echoes"), ("steer1400_dut", "1400-byte echoes"),
+                ("steerudp_dut", "port unreachables"))
+               if k in by and by[k]["c"] and by[k]["rust"]]
+    if implied:
+        lines += ["C's instructions on the answering CPU over Rust's: " + ", ".join(implied)
+                  + ".", ""]
+    per_impl = {}
+    for b in boots:
+        for r in b["records"]:
+            f = dget(r, "insns", "dut_functions")
+            if f is not None and r.get("impl") in IMPLS and r.get("workload") == "insns1400":
+                per_impl.setdefault(r["impl"], []).append(f)
+    if len(per_impl) < 2:
+        return lines
+    mean = {impl: {k: statistics.mean(r.get(k, 0) for r in runs) for k in set().union(*runs)}
+            for impl, runs in per_impl.items()}
+    names = set(mean["c"]) | set(mean["rust"])
+    diff = sorted(names, key=lambda k: -abs(mean["rust"].get(k, 0) - mean["c"].get(k, 0)))
+    pretty = demangle(diff[:top])
+    lines += [f"The {top} kernel functions whose instructions on the answering CPU differ most "
+              "per 1400-byte echo reply:", "", "| function | C insns | Rust insns |",
+              "|---|---:|---:|"]
+    lines += [f"| `{pretty[k]}` | {mean['c'].get(k, 0):,.0f} | {mean['rust'].get(k, 0):,.0f} |"
+              for k in diff[:top]]
+    lines.append("")
     return lines
 
 

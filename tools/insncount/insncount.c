@@ -16,6 +16,10 @@
  *                                       cycles from its entries to the next block's
  *   end N
  *
+ * With more than one vCPU each block line goes on with COUNT split by vCPU, one number per
+ * vCPU (vCPU 0 first), so that make bench can tell the work of the CPU that answers from the
+ * work of the CPU that sends.
+ *
  * and starts counting again from zero; tools/bench/report.py maps VADDR to a kernel function
  * with the /proc/kallsyms the guest saved. Counting is done with inline additions that QEMU
  * compiles into the translated code, so the guest runs at nearly its usual speed. A block is
@@ -37,8 +41,10 @@
  * than tsc_cap=N cycles (default 50000) is the host running something else (or the guest
  * idling), not the block: it is left out.
  *
- * The counters are plain 64-bit additions, not atomic: the plugin is meant for a 1-vCPU
- * guest, and refuses to load in a guest with more.
+ * The counters are plain 64-bit additions, not atomic. They stay exact with one vCPU, or with
+ * several under single-threaded TCG (`-accel tcg,thread=single`, qemu/run's default), where
+ * the vCPUs take turns on one host thread. The plugin cannot see which TCG QEMU runs, so with
+ * more than one vCPU it loads only when told `single_thread=1` (at most MAX_VCPUS of them).
  *
  * QEMU's plugin API is declared below rather than included: Debian ships no qemu-plugin.h.
  * The declarations are those of API version 1, which QEMU 7.2 implements (Debian 12).
@@ -101,10 +107,13 @@ static const unsigned char marker[8] = { 0x0f, 0x1f, 0x84, 0x00, 0xde, 0xc0, 0xe
 /* One translation of a kernel block. Translations are never freed (QEMU may drop a block and
  * translate it again; the old record then stops counting), so the inline additions always
  * point at live memory. */
+#define MAX_VCPUS 4
+
 struct block {
 	uint64_t vaddr;
 	uint64_t ninsns;
 	uint64_t count;
+	uint64_t vcpu_count[MAX_VCPUS];
 	uint64_t lookup;
 	uint64_t tsc;
 	bool indirect_end;
@@ -122,6 +131,7 @@ static bool last_indirect = true;
 static struct block *running;
 static uint64_t last_tsc;
 static uint64_t tsc_cap = 50000;
+static unsigned int nvcpus = 1;
 
 /* Charges the time since the last block entry to the block that ran. */
 static inline void charge(uint64_t now)
@@ -167,9 +177,16 @@ static void on_marker(unsigned int vcpu, void *udata)
 	for (i = 0; i < nblocks; i++) {
 		struct block *b = &chunks[i / CHUNK][i % CHUNK];
 
+		unsigned int v;
+
 		if (b->count) {
-			fprintf(out, "%" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
+			fprintf(out, "%" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
 				b->vaddr, b->ninsns, b->count, b->lookup, b->tsc);
+			for (v = 0; nvcpus > 1 && v < nvcpus; v++) {
+				fprintf(out, " %" PRIu64, b->vcpu_count[v]);
+				b->vcpu_count[v] = 0;
+			}
+			fputc('\n', out);
 			b->count = 0;
 			b->lookup = 0;
 			b->tsc = 0;
@@ -186,7 +203,8 @@ static void on_kernel_block(unsigned int vcpu, void *udata)
 	struct block *b = udata;
 	uint64_t page = b->vaddr >> 12, now = __rdtsc();
 
-	(void)vcpu;
+	if (vcpu < MAX_VCPUS)
+		b->vcpu_count[vcpu]++;
 	charge(now);
 	running = b;
 	last_tsc = now;
@@ -282,6 +300,7 @@ __attribute__((visibility("default"))) int
 qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv)
 {
 	const char *path = NULL;
+	bool single_thread = false;
 	int i;
 
 	for (i = 0; i < argc; i++)
@@ -289,12 +308,20 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
 			path = argv[i] + 4;
 		else if (!strncmp(argv[i], "tsc_cap=", 8))
 			tsc_cap = strtoull(argv[i] + 8, NULL, 0);
+		else if (!strcmp(argv[i], "single_thread=1"))
+			single_thread = true;
 	if (!path) {
 		qemu_plugin_outs("insncount: needs out=FILE\n");
 		return -1;
 	}
-	if (!info->system_emulation || info->system.smp_vcpus != 1) {
-		qemu_plugin_outs("insncount: counts in a system guest with 1 vCPU only\n");
+	if (!info->system_emulation) {
+		qemu_plugin_outs("insncount: counts in a system guest only\n");
+		return -1;
+	}
+	nvcpus = info->system.smp_vcpus;
+	if (nvcpus > 1 && (!single_thread || nvcpus > MAX_VCPUS)) {
+		qemu_plugin_outs("insncount: more than 1 vCPU needs single-threaded TCG and "
+				 "single_thread=1 (at most 4 vCPUs)\n");
 		return -1;
 	}
 	out = fopen(path, "w");
