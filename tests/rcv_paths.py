@@ -168,6 +168,16 @@ def plain_icmp_to_policy(t, send):
     send.ip(ipv4("10.2.0.9", t.DUT_ADDR, 1, echo(0x68, 1, pattern(16))))
 
 
+def xfrm_default_block(t):
+    """No IPsec policy or state at all, and the dut's default input policy "block": the
+    default alone decides, and icmp_rcv's policy check refuses every message."""
+    sh(f"ip -n {t.DUT} xfrm policy setdefault in block")
+
+
+def plain_echo(t, send):
+    send.icmp(t.DUT_ADDR, echo(0x6a, 1, pattern(16)))
+
+
 # ---------------------------------------------------------------------------------------
 # RFC 4884: "original datagram" length in the error, and an extension structure after it
 
@@ -239,6 +249,8 @@ def scenarios():
     s.append(Scenario("xfrm_plain_icmp_refused", plain_icmp_to_policy, setup=xfrm_setup()))
     s.append(Scenario("xfrm_icmp_error_no_policy", dut_udp_error(FAR),
                       setup=xfrm_setup(dut_policy=False)))
+    s.append(Scenario("xfrm_default_block_no_policy", plain_echo,
+                      setup=xfrm_default_block))
 
     # IP4_REPLY_MARK.
     for reflect in (0, 1):
