@@ -104,11 +104,11 @@ __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
 static const unsigned char marker[8] = { 0x0f, 0x1f, 0x84, 0x00, 0xde, 0xc0, 0xe1, 0x1c };
 
+#define MAX_VCPUS 4
+
 /* One translation of a kernel block. Translations are never freed (QEMU may drop a block and
  * translate it again; the old record then stops counting), so the inline additions always
  * point at live memory. */
-#define MAX_VCPUS 4
-
 struct block {
 	uint64_t vaddr;
 	uint64_t ninsns;
@@ -176,7 +176,6 @@ static void on_marker(unsigned int vcpu, void *udata)
 	user_insns = 0;
 	for (i = 0; i < nblocks; i++) {
 		struct block *b = &chunks[i / CHUNK][i % CHUNK];
-
 		unsigned int v;
 
 		if (b->count) {
