@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: GPL-2.0
 """Differential tests of the less common ways into icmp_rcv: the checksum states a driver
-or tunnel leaves (CHECKSUM_NONE, _PARTIAL, _COMPLETE; _UNNECESSARY only NIC drivers set),
+or tunnel leaves (CHECKSUM_NONE, _PARTIAL, _COMPLETE, and _UNNECESSARY at csum_level 0 and 1,
+which NIC drivers set and a tc BPF program stands in for here),
 the IPsec input policy and its exception for ICMP errors (XFRM_STATE_ICMP), fwmark_reflect,
 errors about tunnel packets, and RFC 4884 extensions reported to sockets. Built-in C vs
 rust_icmp, same boot."""
 
+import ctypes
 import fcntl
 import os
 import select
@@ -67,14 +69,65 @@ TAP_DUT, TAP_FAKE_PEER = "10.0.2.2", "10.0.2.1"
 TAP_FAKE_MAC = bytes.fromhex("020000000201")
 
 
-def tap_echo(partial, csum=None):
+# bpf(2), for a tc program that marks a packet's checksum as verified.
+SYS_BPF = 321  # x86-64
+BPF_PROG_LOAD, BPF_LINK_CREATE = 5, 28
+BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_INGRESS = 3, 46
+BPF_FUNC_CSUM_LEVEL, BPF_CSUM_LEVEL_INC = 135, 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _bpf(cmd, attr):
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    fd = _libc.syscall(ctypes.c_long(SYS_BPF), ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr)))
+    if fd < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"bpf({cmd}): {os.strerror(e)}")
+    return fd
+
+
+def _insn(code, dst=0, src=0, imm=0):
+    return struct.pack("<BBhi", code, dst | src << 4, 0, imm)
+
+
+def attach_csum_unnecessary(ifname, incs):
+    """Attaches to `ifname`'s ingress (tcx, in the calling thread's namespace) a program that
+    calls bpf_csum_level(skb, BPF_CSUM_LEVEL_INC) `incs` times, as a NIC driver that verified
+    `incs` checksums would mark the packet: CHECKSUM_NONE becomes CHECKSUM_UNNECESSARY with
+    csum_level `incs - 1`. Returns the link's fd; closing it detaches the program."""
+    insns = _insn(0xbf, 6, 1)                                  # r6 = r1 (the skb)
+    for _ in range(incs):
+        insns += _insn(0xbf, 1, 6)                             # r1 = r6
+        insns += _insn(0xb7, 2, imm=BPF_CSUM_LEVEL_INC)        # r2 = BPF_CSUM_LEVEL_INC
+        insns += _insn(0x85, imm=BPF_FUNC_CSUM_LEVEL)          # call bpf_csum_level
+    insns += _insn(0xb7, 0, imm=0) + _insn(0x95)              # return TCX_PASS
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(b"GPL")
+    log = ctypes.create_string_buffer(1 << 16)
+    attr = struct.pack("<IIQQIIQII16sII", BPF_PROG_TYPE_SCHED_CLS, len(insns) // 8,
+                       ctypes.addressof(code), ctypes.addressof(lic), 1, len(log),
+                       ctypes.addressof(log), 0, 0, b"csum_verified", 0, 0)
+    try:
+        prog = _bpf(BPF_PROG_LOAD, attr.ljust(128, b"\0"))
+    except OSError as e:
+        raise RuntimeError(f"{e}; verifier: {log.value.decode(errors='replace')}") from None
+    try:
+        attr = struct.pack("<IIII", prog, socket.if_nametoindex(ifname), BPF_TCX_INGRESS, 0)
+        return _bpf(BPF_LINK_CREATE, attr.ljust(64, b"\0"))
+    finally:
+        os.close(prog)
+
+
+def tap_echo(partial, csum=None, unnecessary=0):
     """The test writes an echo request into a TAP device of the dut, with a virtio-net
     header that either asks for the ICMP checksum to be completed later (NEEDS_CSUM: the
     packet arrives CHECKSUM_PARTIAL, whose checksum is trusted like CHECKSUM_UNNECESSARY's)
     or says nothing (CHECKSUM_NONE), and reads back what the dut sends.
 
-    (CHECKSUM_UNNECESSARY itself comes only from NIC drivers: tun ignores the DATA_VALID
-    flag on input, and veth and loopback keep the sender's state.)"""
+    CHECKSUM_UNNECESSARY comes only from NIC drivers (tun ignores the DATA_VALID flag on
+    input, and veth and loopback keep the sender's state), so with `unnecessary` = n a tc
+    program on the TAP's ingress marks n checksums verified (csum_level n - 1), as such a
+    driver would."""
     def action(t, send):
         with InNetns(t.DUT):
             fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
@@ -82,6 +135,10 @@ def tap_echo(partial, csum=None):
         sh(f"ip -n {t.DUT} -batch -", input="\n".join([
             f"addr add {TAP_DUT}/24 dev tap0", "link set tap0 up",
             f"neigh replace {TAP_FAKE_PEER} lladdr 02:00:00:00:02:01 dev tap0 nud permanent"]) + "\n")
+        link = None
+        if unnecessary:
+            with InNetns(t.DUT):
+                link = attach_csum_unnecessary("tap0", unnecessary)
         dut_mac = bytes.fromhex(sh(f"ip -n {t.DUT} -br link show tap0").split()[2].replace(":", ""))
         time.sleep(0.2)
         while True:  # drop what the dut sent when the link came up
@@ -111,8 +168,20 @@ def tap_echo(partial, csum=None):
                 if data[12:14] == b"\x08\x00":
                     out.append(mask_ipv4(data[14:]).hex())
         t.obs["tap_replies"] = out
+        if link is not None:
+            os.close(link)
         os.close(fd)
     return action
+
+
+def trusted(result):
+    """Sanity of a CHECKSUM_UNNECESSARY run: the checksum was not computed, and the request
+    (even one with a wrong checksum) was answered."""
+    if result.obs.get("checksum_complete_calls") != 0:
+        return f"{CSUM_FN} ran {result.obs.get('checksum_complete_calls')} times: not UNNECESSARY"
+    if len(result.obs.get("tap_replies", [])) != 1:
+        return f"{len(result.obs.get('tap_replies', []))} replies, expected 1"
+    return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -240,6 +309,11 @@ def scenarios():
     s.append(Scenario("csum_partial_tap_bad", tap_echo(True, csum=0xbad0)))
     s.append(Scenario("csum_none_tap_good", tap_echo(False)))
     s.append(Scenario("csum_none_tap_bad", tap_echo(False, csum=0xbad0)))
+    s.append(Scenario("csum_unnecessary_good", tap_echo(False, unnecessary=1), sanity=trusted))
+    s.append(Scenario("csum_unnecessary_bad", tap_echo(False, csum=0xbad0, unnecessary=1),
+                      sanity=trusted))
+    s.append(Scenario("csum_unnecessary_level1_bad",
+                      tap_echo(False, csum=0xbad0, unnecessary=2), sanity=trusted))
 
     # IPsec input policy.
     s.append(Scenario("xfrm_icmp_error_reverse_policy", dut_udp_error(FAR),
@@ -277,10 +351,26 @@ def scenarios():
     return s
 
 
+def bpf_unavailable():
+    """Why the CHECKSUM_UNNECESSARY scenarios cannot run (None if they can): they need
+    bpf(2) and tcx (CONFIG_BPF_SYSCALL, CONFIG_NET_XGRESS: the default kernel has them, the
+    debug kernel does not)."""
+    try:
+        os.close(attach_csum_unnecessary("lo", 1))
+    except (OSError, RuntimeError) as e:
+        return f"no tc BPF program on this kernel ({e})"
+    return None
+
+
 def main():
     require_vm("rcv_paths")
     ktap = Ktap("rcv_paths: checksum states, IPsec, marks, tunnels, RFC 4884; C vs rust_icmp")
-    run_differential(ktap, scenarios())
+    todo, skipped = scenarios(), []
+    reason = bpf_unavailable()
+    if reason:
+        skipped = [(sc.name, reason) for sc in todo if sc.name.startswith("csum_unnecessary")]
+        todo = [sc for sc in todo if not sc.name.startswith("csum_unnecessary")]
+    run_differential(ktap, todo, skipped)
     ktap.finish()
 
 

@@ -172,11 +172,12 @@ def check_module_counters(sc, rust):
     return problems
 
 
-def run_differential(ktap, scenarios):
-    """Runs every scenario with C, then every scenario with Rust, and reports each."""
+def run_differential(ktap, scenarios, skipped=()):
+    """Runs every scenario with C, then every scenario with Rust, and reports each; then
+    reports the (name, reason) pairs of `skipped` as skipped."""
     if module_loaded():
         unload_module()
-    ktap.plan(len(scenarios))
+    ktap.plan(len(scenarios) + len(skipped))
     c_results = {sc.name: run_once(sc) for sc in scenarios}
     load_module()
     try:
@@ -192,3 +193,5 @@ def run_differential(ktap, scenarios):
                       f"{', icmp_send ' + str(len(c.sends)) if c.sends else ''}"
                       f"{', ' + repr(c.obs) if c.obs else ''}")
         ktap.result(not problems, sc.name, "\n".join(problems))
+    for name, reason in skipped:
+        ktap.skip(name, reason)
