@@ -9,7 +9,8 @@
 #   make stress     ... the robustness run on the debug kernel: fuzzing, hot swap, failures
 #   make bench      ... the benchmark, built-in vs rust_icmp (build/bench/report.md)
 #   make lint       rustfmt --check, clippy and rustdoc (warnings are errors) on the module
-#                   and the kernel crate with the patch series
+#                   and the kernel crate with the patch series; checkpatch --strict on
+#                   each patch
 #   make fuzz       the fuzzer alone (FUZZ_ARGS="--mode diff --seed 7 --count 5000")
 #   make kernel     only the kernel (build/kernel)
 #   make module     the kernel if needed, then rust_icmp.ko (what plain make does)
@@ -140,6 +141,15 @@ RUSTFMT = $(ENV) "$$(rustup which rustfmt)" --edition 2021 \
 
 lint: kernel
 	@$(RUSTFMT) --check src/rust_icmp.rs
+	@# The patch series as netdev's checks read it: checkpatch --strict, every patch on its
+	@# own. New files without a MAINTAINERS entry are the one warning let through (the series
+	@# adds files under rust/, which a submission's cover letter assigns). Debian's python3
+	@# first in PATH: spdxcheck needs python3-ply and python3-git.
+	@cd build/linux-src && for p in $(TOP)/linux/patches/*.patch; do \
+		PATH=/usr/bin:$$PATH perl scripts/checkpatch.pl --strict --quiet --no-summary \
+			--terse --ignore FILE_PATH_CHANGES "$$p" || \
+			{ echo "lint: checkpatch complains about $${p##*/}" >&2; exit 1; }; \
+	done
 	@cd build/linux-src && $(RUSTFMT) --check $(PATCHED_RS)
 	@# The kernel crate: clippy (its object removed, so that it is built again under clippy,
 	@# in this build tree only: make check's debug build shares the source; the next build
@@ -161,7 +171,7 @@ lint: kernel
 		$(ENV) cargo clippy --release --quiet --manifest-path tools/$$t/Cargo.toml \
 			--target-dir build/tools/$$t -- -D warnings || exit 1; \
 	done
-	@echo "lint: rustfmt, rustdoc and clippy clean"
+	@echo "lint: rustfmt, rustdoc, clippy and checkpatch clean"
 
 fmt:
 	@$(RUSTFMT) src/rust_icmp.rs
