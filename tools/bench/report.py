@@ -266,6 +266,8 @@ METRICS += [
      "receive the reply: C's code both ways but for the reply's icmp_rcv and the live "
      "patch's trampoline on icmp_out_count)",
      "/round trip", False, "insns", _insns("sender")),
+    ("steer_sender_icmp", STEER_GROUP, "56 B echo: of which in the ICMP code (the reply's "
+     "icmp_rcv, icmp_out_count)", "/round trip", False, "insns", _insns("sender_icmp")),
     ("steer1400_sender", STEER_GROUP, "1400 B echo: kernel instructions on the sender's CPU",
      "/round trip", False, "insns1400", _insns("sender")),
     ("steerudp_sender", STEER_GROUP, "port unreachable: kernel instructions on the sender's "
@@ -353,6 +355,7 @@ def insns_analysis(r, counts):
     steer = r.get("steer", False)
     per_vcpu = collections.Counter()
     dut_fn = collections.Counter()
+    sender_fn = collections.Counter()
     for vaddr, ninsns, count, lookups, tsc, vcpus in win["blocks"]:
         i = bisect.bisect_right(addrs, vaddr) - 1
         name = names[i] if i >= 0 else "?"
@@ -375,11 +378,14 @@ def insns_analysis(r, counts):
             per_vcpu["dut"] += ninsns * vcpus[1]
             if icmp:
                 per_vcpu["dut_icmp"] += ninsns * vcpus[1]
+                per_vcpu["sender_icmp"] += ninsns * vcpus[0]
             dut_fn[name] += ninsns * vcpus[1]
+            sender_fn[name] += ninsns * vcpus[0]
     out = {k: v / n for k, v in tot.items()}
     if steer:
-        out.update({k: per_vcpu[k] / n for k in ("sender", "dut", "dut_icmp")})
+        out.update({k: per_vcpu[k] / n for k in ("sender", "sender_icmp", "dut", "dut_icmp")})
         out["dut_functions"] = {k: v / n for k, v in dut_fn.items() if v}
+        out["sender_functions"] = {k: v / n for k, v in sender_fn.items() if v}
     out["rest"] = (tot["kernel"] - tot["icmp"]) / n
     out["tsc_rest"] = (tot["tsc"] - tot["tsc_icmp"]) / n
     out["user"] = win["user"] / n
@@ -840,22 +846,31 @@ def steer_notes(boots, metrics, top=12):
     if implied:
         lines += ["C's instructions on the answering CPU over Rust's: " + ", ".join(implied)
                   + ".", ""]
+    for key, cpu in (("dut_functions", "the answering CPU"), ("sender_functions",
+                                                               "the sender's CPU")):
+        lines += top_functions(boots, key, cpu, top)
+    return lines
+
+
+def top_functions(boots, key, cpu, top):
+    """The `top` kernel functions whose instructions on one CPU of the steered boot differ
+    most between C and Rust per 1400-byte echo round trip, as markdown."""
     per_impl = {}
     for b in boots:
         for r in b["records"]:
-            f = dget(r, "insns", "dut_functions")
+            f = dget(r, "insns", key)
             if f is not None and r.get("impl") in IMPLS and r.get("workload") == "insns1400":
                 per_impl.setdefault(r["impl"], []).append(f)
     if len(per_impl) < 2:
-        return lines
+        return []
     mean = {impl: {k: statistics.mean(r.get(k, 0) for r in runs) for k in set().union(*runs)}
             for impl, runs in per_impl.items()}
     names = set(mean["c"]) | set(mean["rust"])
     diff = sorted(names, key=lambda k: -abs(mean["rust"].get(k, 0) - mean["c"].get(k, 0)))
     pretty = demangle(diff[:top])
-    lines += [f"The {top} kernel functions whose instructions on the answering CPU differ most "
-              "per 1400-byte echo reply:", "", "| function | C insns | Rust insns |",
-              "|---|---:|---:|"]
+    lines = [f"The {top} kernel functions whose instructions on {cpu} differ most per "
+             "1400-byte echo round trip:", "", "| function | C insns | Rust insns |",
+             "|---|---:|---:|"]
     lines += [f"| `{pretty[k]}` | {mean['c'].get(k, 0):,.0f} | {mean['rust'].get(k, 0):,.0f} |"
               for k in diff[:top]]
     lines.append("")
