@@ -16,7 +16,7 @@ use kernel::{
     net::{
         dev::NetDevice,
         ipv4::{
-            icmp::{inet_addr_type_dev_table, net_ratelimit, NR_ICMP_TYPES},
+            icmp::{inet_addr_type_dev_table, NR_ICMP_TYPES},
             route::{
                 input_route, xfrm_decode_session_reverse, Flowi4, Route, Rtable, FLOWI_FLAG_ANYSRC,
                 RTCF_BROADCAST, RTCF_LOCAL, RTCF_MULTICAST, RTN_LOCAL, RTN_UNREACHABLE,
@@ -29,6 +29,7 @@ use kernel::{
         skb::{SkBuff, PACKET_HOST},
         Be32,
     },
+    net_warn_ratelimited,
     prelude::*,
     sync::{bh, rcu},
 };
@@ -151,8 +152,8 @@ fn icmp_route_lookup(
                 // for example when forwarding is disabled, and return an UNREACHABLE route.
                 // Both cases result in a route with dst.output=ip_rt_bug, which must not be
                 // used for output.
-                if rt2.rt_type() == RTN_LOCAL && net_ratelimit() {
-                    pr_warn!(
+                if rt2.rt_type() == RTN_LOCAL {
+                    net_warn_ratelimited!(
                         "detected local route for {} during ICMP sending, src {}\n",
                         fl4_dec.daddr(),
                         fl4_dec.saddr()

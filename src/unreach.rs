@@ -14,11 +14,11 @@ use kernel::{
     net::{
         ipv4::{
             icmp::{
-                self, inet_addr_type_dev_table, net_ratelimit, IcmpMib, QuotedError, Rfc4884,
-                ICMP_DEST_UNREACH, ICMP_ECHOREPLY, ICMP_EXC_FRAGTIME, ICMP_FRAG_NEEDED,
-                ICMP_HOST_UNREACH, ICMP_NET_UNREACH, ICMP_PARAMETERPROB, ICMP_PORT_UNREACH,
-                ICMP_PROT_UNREACH, ICMP_REDIRECT, ICMP_SR_FAILED, ICMP_TIME_EXCEEDED,
-                NR_ICMP_UNREACH, RTN_BROADCAST, SO_EE_RFC4884_FLAG_INVALID,
+                self, inet_addr_type_dev_table, IcmpMib, QuotedError, Rfc4884, ICMP_DEST_UNREACH,
+                ICMP_ECHOREPLY, ICMP_EXC_FRAGTIME, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH,
+                ICMP_NET_UNREACH, ICMP_PARAMETERPROB, ICMP_PORT_UNREACH, ICMP_PROT_UNREACH,
+                ICMP_REDIRECT, ICMP_SR_FAILED, ICMP_TIME_EXCEEDED, NR_ICMP_UNREACH, RTN_BROADCAST,
+                SO_EE_RFC4884_FLAG_INVALID,
             },
             IcmpHdr, IpHdr, IPPROTO_ICMP, IPPROTO_RAW,
         },
@@ -26,6 +26,7 @@ use kernel::{
         protocol,
         skb::{DropReason, SkBuff},
     },
+    net_dbg_ratelimited, net_warn_ratelimited,
     prelude::*,
     sync::rcu,
 };
@@ -103,12 +104,15 @@ pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropRe
                             info = icmph.frag_mtu().to_host().into();
                         }
                         _ => {
-                            pr_debug!("{}: fragmentation needed and DF set\n", iph.daddr());
+                            net_dbg_ratelimited!(
+                                "{}: fragmentation needed and DF set\n",
+                                iph.daddr()
+                            );
                         }
                     }
                 }
                 ICMP_SR_FAILED => {
-                    pr_debug!("{}: Source Route Failed\n", iph.daddr());
+                    net_dbg_ratelimited!("{}: Source Route Failed\n", iph.daddr());
                 }
                 _ => {}
             }
@@ -136,17 +140,14 @@ pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropRe
     if net.sysctl_icmp_ignore_bogus_error_responses() == 0 {
         let dev = skb.dev(ctx.rcu);
         if inet_addr_type_dev_table(net, dev, iph.daddr()) == RTN_BROADCAST {
-            if net_ratelimit() {
-                let outer_src = skb.ip_hdr().map(|h| h.saddr()).unwrap_or_default();
-                pr_warn!(
-                    "{} sent an invalid ICMP type {}, code {} error to a broadcast: {} on {}\n",
-                    outer_src,
-                    icmph.type_,
-                    icmph.code,
-                    iph.daddr(),
-                    dev.map_or(c_str!("?"), |d| d.name())
-                );
-            }
+            net_warn_ratelimited!(
+                "{} sent an invalid ICMP type {}, code {} error to a broadcast: {} on {}\n",
+                skb.ip_hdr().map(|h| h.saddr()).unwrap_or_default(),
+                icmph.type_,
+                icmph.code,
+                iph.daddr(),
+                dev.map_or(c_str!("?"), |d| d.name())
+            );
             return Ok(());
         }
     }
