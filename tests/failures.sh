@@ -30,7 +30,7 @@ MOD_END=0xffffffffff000000
 
 if [[ ! -e $DBG/failslab/require-start ]]; then
 	ktap_header "failures.sh: every allocation of insmod's init fails once, cleanly" 1
-	ktap_skip "fault injection" "this kernel has no failslab stack-trace filter (make kernel DEBUG=1)"
+	ktap_skip "fault injection" "environment: this kernel has no failslab stack-trace filter (the debug kernel of make stress has one)"
 	ktap_finish
 fi
 ktap_header "failures.sh: every allocation of insmod's init fails once, cleanly" 5
@@ -141,6 +141,6 @@ if [[ -w $kmemleak ]]; then
 		ktap_not_ok "kmemleak: no leak" "$(head -n 40 "$kmemleak")"
 	fi
 else
-	ktap_skip "kmemleak" "not in this kernel"
+	ktap_skip "kmemleak" "environment: no kmemleak in this kernel"
 fi
 ktap_finish

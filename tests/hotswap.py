@@ -26,8 +26,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
-from icmptest import (Ktap, Topology, load_module, module_loaded,  # noqa: E402
-                      require_vm, sysctl, unload_module)
+from icmptest import (Ktap, Topology, load_module, module_counters,  # noqa: E402
+                      module_loaded, require_vm, sysctl, unload_module)
 
 LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
 RATE = float(os.environ.get("HOTSWAP_RATE", "200"))
@@ -130,7 +130,7 @@ def main():
     require_vm("hotswap.py")
     cycles = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("HOTSWAP_CYCLES", 20))
     ktap = Ktap(f"hotswap.py: {cycles} load/unload cycles under traffic")
-    ktap.plan(5)
+    ktap.plan(6)
     if module_loaded():
         unload_module()
     rng = random.Random(cycles)
@@ -149,12 +149,16 @@ def main():
         ktap.diag(f"baseline: {base_where.describe()}")
 
         failure, done = None, 0
+        rust_in = rust_out = 0    # what rust_icmp's own counters saw, summed over the loads
         swaps_start = time.monotonic()
         with Where(topo) as swap_where, Traffic(topo) as swap:
             for i in range(cycles):
                 try:
                     load_module()
                     time.sleep(rng.uniform(0, 0.3))
+                    m = module_counters(topo.DUT) or {}
+                    rust_in += m.get("IcmpInMsgs", 0)
+                    rust_out += m.get("IcmpOutMsgs", 0)
                     unload_module()
                     time.sleep(rng.uniform(0, 0.3))
                     done += 1
@@ -166,6 +170,9 @@ def main():
         ktap.result(failure is None and not module_loaded(),
                     f"{cycles} cycles of insmod + scripts/unload in {swap_secs:.0f} s "
                     f"({swap_secs / max(cycles, 1):.2f} s per cycle)", failure)
+        ktap.result(rust_in > 0 and rust_out > 0,
+                    f"rust_icmp handled traffic while loaded: {rust_in} messages in, {rust_out} "
+                    "out (its own counters, read before each unload)")
         ktap.diag(f"swap phase: {describe(s)}")
         ktap.diag(f"swap phase: {swap_where.describe()}")
         ktap.result(s["duplicates"] == 0, "no echo request was answered twice",

@@ -12,8 +12,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 from difftest import Scenario, run_differential  # noqa: E402
 import socket  # noqa: E402
 
-from icmptest import (InNetns, Ktap, checksum, echo, icmp, ipv4, pattern,  # noqa: E402
-                      require_vm, sh, sysctl)
+from icmptest import (InNetns, Ktap, Topology, checksum, echo, icmp, ipv4,  # noqa: E402
+                      pattern, require_vm, sh, sysctl, vrf_setup)
 
 # Offsets in a reply without IP options (IHL 5).
 ICMP_CSUM = (22, 24)
@@ -115,10 +115,22 @@ def scenarios():
     s.append(Scenario("address_mask_broadcast", lambda t, send: send.icmp(
         t.BCAST, icmp(17, 0, struct.pack("!HH", 5, 5), bytes(4))), sanity=no_reply))
 
-    # Timestamps: the reply carries our clock, masked (with the checksum it changes).
+    # Timestamps: the reply carries our clock, masked (with the checksum it changes, which is
+    # verified first), after a check that it is the time of the run.
+    def clock_of_run(r):
+        """Receive and transmit timestamps: milliseconds since midnight UTC, within the
+        time the run's action took (100 ms of slack for the clocks' granularity)."""
+        lo, hi = ((int(x * 1000) - d) % 86400000 for x, d in ((r.start, 100), (r.end, -100)))
+        for p in r.raw_packets:
+            for ts in struct.unpack("!II", p[TS_RECV_XMIT[0]:TS_RECV_XMIT[1]]):
+                inside = lo <= ts <= hi if lo <= hi else (ts >= lo or ts <= hi)
+                if not inside:
+                    return f"timestamp {ts} ms is not within the run ({lo}..{hi} ms)"
+        return None
+
     s.append(Scenario("timestamp", lambda t, send: send.icmp(
         t.DUT_ADDR, icmp(13, 0, struct.pack("!HH", 0x77, 1), struct.pack("!III", 1000, 0, 0))),
-        mask=(ICMP_CSUM, TS_RECV_XMIT), sanity=replies(1, type_=14)))
+        mask=(ICMP_CSUM, TS_RECV_XMIT), sanity=replies(1, type_=14), verify=clock_of_run))
     s.append(Scenario("timestamp_short", lambda t, send: send.icmp(
         t.DUT_ADDR, icmp(13, 0, struct.pack("!HH", 0x77, 2), b"\x01\x02")), sanity=no_reply))
 
@@ -130,13 +142,14 @@ def scenarios():
         t.DUT_ADDR, echo(0x4321, 1, pattern(8), type_=0)), sanity=no_reply))
 
     # Echo replies for a ping socket of the dut (ping_rcv), which exists only if its group is
-    # in net.ipv4.ping_group_range.
+    # in net.ipv4.ping_group_range; without one, the reply the peer sends finds no socket.
     def ping_socket(t, send):
         try:
             with InNetns(t.DUT):
                 s_ = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
         except OSError as e:
             t.obs["socket"] = e.errno
+            send.icmp(t.DUT_ADDR, echo(0x321, 7, pattern(24), type_=0))
             return
         t.keep.append(s_)
         s_.bind((t.DUT_ADDR, 0x321))
@@ -147,9 +160,44 @@ def scenarios():
         except socket.timeout:
             t.obs["reply"] = None
 
-    for group in ("0 2147483647", "1 0"):
+    def got_reply(r):
+        return None if r.obs.get("reply") else "the ping socket got no echo reply"
+
+    def no_socket(r):
+        return None if r.obs.get("socket") else "a ping socket was created outside the range"
+
+    for group, check in (("0 2147483647", got_reply), ("1 0", no_socket)):
         s.append(Scenario(f"ping_socket_reply_group_{group.replace(' ', '_')}", ping_socket,
-                          setup=set_dut("net.ipv4.ping_group_range", group)))
+                          setup=set_dut("net.ipv4.ping_group_range", group), sanity=check))
+
+    # Echo with a source route whose hops are used up: the reply goes back by the reversed
+    # route, first to the hop (faddr), whose neighbour entry is the peer's MAC.
+    def source_routed(strict):
+        opt = bytes([137 if strict else 131, 7, 8]) + socket.inet_aton(Topology.GHOST) + b"\0"
+        return raw_ip(lambda t: ipv4(t.PEER_ADDR, t.DUT_ADDR, 1, echo(0x52, 1, pattern(24)),
+                                     options=opt))
+
+    def accept_source_route(t):
+        for conf in ("all", "veth0"):
+            sysctl(t.DUT, f"net.ipv4.conf.{conf}.accept_source_route", 1)
+
+    for strict in (False, True):
+        s.append(Scenario(f"echo_{'strict' if strict else 'loose'}_source_route",
+                          source_routed(strict), setup=accept_source_route,
+                          sanity=replies(1)))
+
+    # Echo inside a VRF: the reply is routed in the VRF's table.
+    s.append(Scenario("echo_in_vrf", ping(56), setup=vrf_setup, sanity=replies(1)))
+
+    # icmp_ratemask with echo replies in it: the per-peer limit (a burst of 6) applies.
+    def pings(n):
+        def action(t, send):
+            for i in range(n):
+                send.icmp(t.DUT_ADDR, echo(0x4d2, i + 1, pattern(16)))
+        return action
+
+    s.append(Scenario("echo_replies_in_ratemask_burst_20", pings(20),
+                      setup=set_dut("net.ipv4.icmp_ratemask", 0x1819), sanity=replies(6)))
 
     # Malformed messages.
     s.append(Scenario("bad_checksum", lambda t, send: send.icmp(

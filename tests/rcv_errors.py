@@ -12,13 +12,12 @@ import os
 import socket
 import struct
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
 from difftest import Scenario, run_differential  # noqa: E402
 from icmptest import (IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_RECVERR, InNetns,  # noqa: E402
-                      Ktap, echo, errqueue, icmp, ipv4, mib, pattern, quote, require_vm,
+                      Ktap, delivered, echo, errqueue, icmp, ipv4, mib, pattern, quote, require_vm,
                       route_get, sh, so_error, sysctl)
 
 
@@ -29,14 +28,6 @@ def dut_socket(t, type_, proto=0, recverr=True):
         s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
     t.keep.append(s)
     return s
-
-
-def delivered(t, before, n=1, timeout=3.0):
-    """Waits until the dut's IP layer delivered `n` more packets (IpInDelivers is counted
-    after the protocol handler returned, so the error has reached the sockets)."""
-    deadline = time.monotonic() + timeout
-    while mib(t.DUT)["IpInDelivers"] - before < n and time.monotonic() < deadline:
-        time.sleep(0.02)
 
 
 def answer(t, send, pkt, type_, code, rest=b"\0\0\0\0", body=None):

@@ -18,8 +18,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
 from difftest import Scenario, run_differential  # noqa: E402
-from icmptest import (Ktap, RoutedTopology, Topology, echo, icmp, ipv4, pattern,  # noqa: E402
-                      require_vm, sh, sysctl)
+from icmptest import (InNetns, Ktap, RoutedTopology, echo, icmp, ipv4,  # noqa: E402
+                      pattern, require_vm, sh, sysctl, vrf_setup)
 
 T = RoutedTopology
 IP_DF, IP_MF = 0x4000, 0x2000
@@ -69,11 +69,6 @@ def error(type_, code, n=1, info=None):
     return check
 
 
-def nothing(r):
-    icmps = [p for p in r.raw_packets if p[9] == 1]
-    return f"expected no ICMP from the dut, got {len(icmps)}" if icmps else None
-
-
 def far_mtu(mtu):
     def setup(t):
         sh(f"ip -n {t.DUT} link set veth1 mtu {mtu}")
@@ -116,14 +111,6 @@ def inbound_ifaddr(on):
     return setup
 
 
-def vrf_setup(t):
-    sh(f"ip -n {t.DUT} link add red type vrf table 10")
-    sh(f"ip -n {t.DUT} link set red up")
-    sh(f"ip -n {t.DUT} link set veth0 master red")
-    sh(f"ip -n {t.DUT} neigh replace {t.PEER_ADDR} lladdr {t.mac(t.PEER, 'veth0')} dev veth0 "
-       "nud permanent")
-
-
 def tunnel_setup(t):
     """An IPIP tunnel from the dut to far carries 10.0.8.0/24; its MTU (1280) is below what
     the peer sends with DF, so the tunnel driver answers with icmp_ndo_send."""
@@ -131,6 +118,79 @@ def tunnel_setup(t):
     sh(f"ip -n {t.DUT} link set ipip1 mtu 1280 up")
     sh(f"ip -n {t.DUT} route add 10.0.8.0/24 dev ipip1")
     sh(f"ip -n {t.PEER} route add 10.0.8.0/24 via {t.DUT_ADDR}")
+
+
+def error_routes(t):
+    """Routes of the dut's that end in ip_error instead of forwarding: unreachable (host
+    unreachable), prohibit (administratively filtered), blackhole (silence); 10.0.4.0/24 has
+    no route at all (network unreachable). The peer sends all of 10.0.4.0/22 to the dut."""
+    for kind, net in (("unreachable", "10.0.5.0/24"), ("prohibit", "10.0.6.0/24"),
+                      ("blackhole", "10.0.7.0/24")):
+        sh(f"ip -n {t.DUT} route add {kind} {net}")
+    sh(f"ip -n {t.PEER} route add 10.0.4.0/22 via {t.DUT_ADDR}")
+
+
+def lsrr(hop, strict=False):
+    """A loose (or strict) source route option whose hops are all used up: the packet is at
+    its last hop, and a reply goes back by the reversed route, first to `hop`."""
+    return bytes([137 if strict else 131, 7, 8]) + socket.inet_aton(hop) + b"\0"
+
+
+def accept_source_route(t):
+    for conf in ("all", "veth0"):
+        sysctl(t.DUT, f"net.ipv4.conf.{conf}.accept_source_route", 1)
+
+
+def mtu_552(t):
+    """The route back to the peer has an MTU below 576: the error quotes less."""
+    sh(f"ip -n {t.DUT} link set veth0 mtu 552")
+    sh(f"ip -n {t.PEER} link set veth0 mtu 552")
+
+
+def mark_errors(reflect):
+    """The dut marks the datagrams it receives (prerouting) and counts, at OUTPUT, the errors
+    that carry that mark: fwmark_reflect gives an error the mark of what it is about."""
+    def setup(t):
+        sysctl(t.DUT, "net.ipv4.fwmark_reflect", reflect)
+        sh(f"ip netns exec {t.DUT} nft -f -", input="""
+table ip rust_icmp_mark {
+  chain pre { type filter hook prerouting priority 0; udp dport 9 meta mark set 7; }
+  chain out { type filter hook output priority 0; icmp type destination-unreachable meta mark 7 counter; }
+}
+""")
+    return setup
+
+
+def marked_errors(t):
+    out = sh(f"ip netns exec {t.DUT} nft list chain ip rust_icmp_mark out")
+    return {"marked errors at OUTPUT": out.split("counter packets ")[1].split()[0]}
+
+
+def both(*setups):
+    def setup(t):
+        for f in setups:
+            f(t)
+    return setup
+
+
+def udp_to_loopback(n):
+    """The dut sends `n` datagrams to a closed port of its own over lo: neither the per-peer
+    nor (lo being the incoming device) the global limit applies to the errors."""
+    def action(t, send):
+        with InNetns(t.DUT):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        t.keep.append(s)
+        s.bind(("127.0.0.1", 42000))     # the icmp_send tracepoint shows the port
+        for _ in range(n):
+            s.sendto(pattern(16), ("127.0.0.1", 9))
+    return action
+
+
+def unreachs(n):
+    def check(r):
+        got = r.mib.get("IcmpOutDestUnreachs", 0)
+        return None if got == n else f"expected {n} destination unreachables, got {got}"
+    return check
 
 
 def rate_bounds(total, at_most, counter):
@@ -159,7 +219,7 @@ def scenarios():
     s.append(Scenario("udp_closed_port_1400", send_ip(udp_to(dut, 1400)), topology=T,
                       sanity=error(3, 3)))
     s.append(Scenario("udp_closed_port_broadcast", send_ip(udp_to(lambda t: t.BCAST)),
-                      topology=T, sanity=nothing))
+                      topology=T, quiet="no error about a datagram to a broadcast address"))
     s.append(Scenario("udp_closed_port_record_route", send_ip(udp_to(dut, options=RECORD_ROUTE)),
                       topology=T, sanity=error(3, 3)))
     # (The dut stamps its clock into the option of the packet it received, quoted, and of the
@@ -176,20 +236,21 @@ def scenarios():
         sanity=error(11, 0)))
     s.append(Scenario("ttl_1_icmp_error_no_error", send_ip(lambda t, i: ipv4(
         t.PEER_ADDR, t.FAR_ADDR, 1, icmp(3, 1, b"\0" * 4, pattern(28)), ttl=1)), topology=T,
-        sanity=nothing))
+        quiet="no ICMP error about an ICMP error"))
     s.append(Scenario("ttl_1_unknown_icmp_type_no_error", send_ip(lambda t, i: ipv4(
         t.PEER_ADDR, t.FAR_ADDR, 1, icmp(44, 0, b"\0" * 4, pattern(8)), ttl=1)), topology=T,
-        sanity=nothing))
+        quiet="an unknown ICMP type counts as an error: no error about it"))
     s.append(Scenario("ttl_1_first_fragment", send_ip(udp_to(far, 64, ttl=1, frag=IP_MF)),
                       topology=T, sanity=error(11, 0)))
     s.append(Scenario("ttl_1_later_fragment_no_error", send_ip(udp_to(far, 64, ttl=1, frag=10)),
-                      topology=T, sanity=nothing))
+                      topology=T, quiet="errors only about fragment 0"))
     s.append(Scenario("frag_needed_udp_1400_over_1280", send_ip(udp_to(far, 1400, frag=IP_DF)),
                       setup=far_mtu(1280), topology=T, sanity=error(3, 4, info=1280)))
     s.append(Scenario("frag_needed_ping_df_1400_over_1280", send_ip(lambda t, i: ipv4(
         t.PEER_ADDR, t.FAR_ADDR, 1, echo(2, 1, pattern(1400)), frag=IP_DF)),
         setup=far_mtu(1280), topology=T, sanity=error(3, 4, info=1280)))
-    s.append(Scenario("forwarded_ok_no_error", send_ip(udp_to(far, ttl=2, dport=7)), topology=T))
+    s.append(Scenario("forwarded_ok_no_error", send_ip(udp_to(far, ttl=2, dport=7)), topology=T,
+                      quiet="forwarded with TTL 2: nothing to report"))
 
     # A traceroute: TTL 1 dies at the dut, TTL 2 reaches far's closed port.
     s.append(Scenario("traceroute", send_ip(lambda t, i: ipv4(
@@ -233,6 +294,41 @@ def scenarios():
     s.append(Scenario("ratemask_excludes_port_unreach", send_ip(udp_to(dut), count=20),
                       topology=T, setup=set_dut(icmp_ratemask=0x1810),
                       sanity=error(3, 3, n=20)))
+
+    # Routes that end in ip_error (route.c), not in icmp.c's callers.
+    for name, dst, sanity in (("no_route", "10.0.4.1", error(3, 0)),
+                              ("unreachable_route", "10.0.5.1", error(3, 1)),
+                              ("prohibit_route", "10.0.6.1", error(3, 13))):
+        s.append(Scenario(f"ip_error_{name}", send_ip(udp_to(lambda t, d=dst: d)), topology=T,
+                          setup=error_routes, sanity=sanity))
+    s.append(Scenario("ip_error_blackhole_route", send_ip(udp_to(lambda t: "10.0.7.1")),
+                      topology=T, setup=error_routes, quiet="a blackhole route drops silently"))
+
+    # Source routes: the error goes back by the reversed route, to its first hop (faddr).
+    for strict in (False, True):
+        s.append(Scenario(f"udp_closed_port_{'strict' if strict else 'loose'}_source_route",
+                          send_ip(udp_to(dut, options=lsrr(T.GHOST, strict))), topology=T,
+                          setup=accept_source_route, sanity=error(3, 3)))
+
+    # The quoted length follows a route MTU below 576.
+    s.append(Scenario("udp_closed_port_route_mtu_552", send_ip(udp_to(dut, 500)), topology=T,
+                      setup=mtu_552, sanity=error(3, 3)))
+
+    # fwmark_reflect: the error carries the mark of the packet it is about.
+    for reflect in (0, 1):
+        s.append(Scenario(f"fwmark_reflect_{reflect}_error", send_ip(udp_to(dut)), topology=T,
+                          setup=mark_errors(reflect), observe=marked_errors,
+                          sanity=error(3, 3)))
+
+    # Rate-limit exemptions with an empty global bucket: "fragmentation needed" is never
+    # limited, and errors about packets that came in on lo are not (nor, going out on lo,
+    # by the per-peer limit).
+    no_global = set_dut(icmp_msgs_per_sec=0, icmp_msgs_burst=0)
+    s.append(Scenario("frag_needed_global_limit_0", send_ip(udp_to(far, 1400, frag=IP_DF)),
+                      setup=both(far_mtu(1280), no_global), topology=T,
+                      sanity=error(3, 4, info=1280)))
+    s.append(Scenario("loopback_exempt_from_limits", udp_to_loopback(10), topology=T,
+                      setup=no_global, sanity=unreachs(10)))
     return s
 
 

@@ -8,6 +8,11 @@
 #   hotswap.py     load/unload cycles while echo requests (each accounted) and datagrams
 #                  to a closed port flow; every request answered exactly once
 #   failures.sh    each allocation of insmod's init failed in turn; nothing left behind
+#   rcv_*.py, send_errors.py (the full run only)
+#                  the differential suites: built-in C vs rust_icmp, each scenario compared
+#   hooks.py log_flood_remote_errors
+#                  60 ICMP errors whose handling C logs with net_dbg_ratelimited: debug
+#                  messages are compiled in here, and they must stay within the rate limit
 #
 # run through run_all.sh, which fails a test on any splat in the kernel log. Then a last
 # kmemleak scan over the whole run, and a summary:
@@ -18,7 +23,7 @@
 #
 #   tests/stress.sh [short] [TEST...]
 #       short: the variant make check runs (CI's time budget)
-#       TEST:  run only these of the three (e.g. hotswap.py), to measure one part at full size
+#       TEST:  run only these (e.g. hotswap.py), to measure one part at full size
 set -u
 . "$(dirname "$0")/lib.sh"
 require_vm stress.sh
@@ -26,7 +31,12 @@ require_vm stress.sh
 short=0
 [[ ${1:-} == short ]] && { short=1; shift; }
 tests=("$@")
-((${#tests[@]})) || tests=(fuzz.sh hotswap.py failures.sh)
+if ((${#tests[@]} == 0)); then
+	tests=(fuzz.sh hotswap.py failures.sh "hooks.py log_flood_remote_errors")
+	# The full run also puts the differential suites under KASAN, lockdep and kmemleak.
+	((short)) || tests=(rcv_echo.py rcv_probe.py rcv_errors.py rcv_paths.py send_errors.py
+		"${tests[@]}")
+fi
 if ((short)); then
 	# About 18 minutes under TCG: the debug kernel fuzzes about 200 frames/s, and each fuzz
 	# run, insmod or hot swap costs it 10 to 90 s of setup.

@@ -10,7 +10,7 @@ set -u
 require_vm unload_traffic.sh
 
 CYCLES=${CYCLES:-10}
-ktap_header "unload_traffic.sh: $CYCLES load/unload cycles under traffic" 3
+ktap_header "unload_traffic.sh: $CYCLES load/unload cycles under traffic" 4
 
 module_loaded && unload_module
 for ns in peer dut; do ip netns del $ns 2>/dev/null; ip netns add $ns; done
@@ -28,9 +28,12 @@ secs=$((CYCLES * 3 + 5))
 flood=$!
 sleep 1
 fail=""
+rust_in=0 rust_out=0 # what rust_icmp's own counters saw, summed over the loads
+counter() { ip netns exec dut awk -v k="$1" '$1 == k { n = $2 } END { print n + 0 }' /proc/net/rust_icmp; }
 for ((i = 1; i <= CYCLES; i++)); do
 	load_module || { fail="load $i failed"; break; }
 	sleep 0.5
+	rust_in=$((rust_in + $(counter IcmpInMsgs))) rust_out=$((rust_out + $(counter IcmpOutMsgs)))
 	unload_module || { fail="unload $i failed"; break; }
 	sleep 0.5
 done
@@ -38,6 +41,11 @@ wait $flood
 if [[ -z $fail ]]; then ktap_ok "$CYCLES cycles of scripts/unload while flooding ($(cat /tmp/flood.out))"
 else ktap_not_ok "$CYCLES cycles of load/unload while flooding" "$fail"; fi
 
+if ((rust_in > 0 && rust_out > 0)); then
+	ktap_ok "rust_icmp handled traffic while loaded: $rust_in messages in, $rust_out out (its own counters)"
+else
+	ktap_not_ok "rust_icmp handled traffic while loaded" "its counters: $rust_in in, $rust_out out"
+fi
 replies=$(ip netns exec dut nstat -az IcmpOutEchoReps | awk '/IcmpOutEchoReps/ { print $2 }')
 unreach=$(ip netns exec dut nstat -az IcmpOutDestUnreachs | awk '/IcmpOutDestUnreachs/ { print $2 }')
 if ((replies > 0 && unreach > 0)); then

@@ -6,7 +6,6 @@ Prints "sent N" at the end; the caller counts answers from the MIB."""
 
 import os
 import socket
-import struct
 import sys
 import time
 

@@ -244,6 +244,15 @@ class RoutedTopology(Topology):
         return self
 
 
+def vrf_setup(t):
+    """The dut's veth0 in a VRF (red, table 10): replies and errors are routed there."""
+    sh(f"ip -n {t.DUT} link add red type vrf table 10")
+    sh(f"ip -n {t.DUT} link set red up")
+    sh(f"ip -n {t.DUT} link set veth0 master red")
+    sh(f"ip -n {t.DUT} neigh replace {t.PEER_ADDR} lladdr {t.mac(t.PEER, 'veth0')} dev veth0 "
+       "nud permanent")
+
+
 # ---------------------------------------------------------------------------------------
 # Packets
 
@@ -435,6 +444,20 @@ def mask_ipv4(pkt, extra=()):
     return bytes(b)
 
 
+def masked_checksums_wrong(pkt, extra=()):
+    """What `mask_ipv4(pkt, extra)` would hide that is wrong: the IP header checksum, always
+    masked (the IP ID varies), and the ICMP checksum where `extra` masks it (a message with
+    timestamps). A checksum is masked only after it was verified. Returns a description, or
+    None."""
+    ihl = (pkt[0] & 15) * 4 if pkt else 0
+    if len(pkt) < 20 or checksum(pkt[:ihl]) != 0:
+        return "its IP header checksum is wrong"
+    covers = any(lo <= ihl + 2 and ihl + 4 <= hi for lo, hi in extra)
+    if pkt[9] == 1 and covers and checksum(pkt[ihl:]) != 0:
+        return "its ICMP checksum is wrong"
+    return None
+
+
 def describe(pkt):
     """A one-line summary of an IPv4 packet, for diagnostics."""
     if len(pkt) < 20:
@@ -495,6 +518,17 @@ def delta(before, after):
 # ---------------------------------------------------------------------------------------
 # The module
 
+def delivered(t, before, n=1, timeout=3.0):
+    """Waits until the dut's IP layer delivered `n` more packets than `before`
+    (IpInDelivers is counted after the protocol handler returned, so an error has reached
+    the sockets by then); raises TimeoutError if it does not."""
+    deadline = time.monotonic() + timeout
+    while mib(t.DUT)["IpInDelivers"] - before < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the dut's IP layer did not deliver {n} packet(s) in {timeout} s")
+        time.sleep(0.02)
+
+
 def module_loaded():
     return os.path.exists("/sys/module/rust_icmp")
 
@@ -504,8 +538,10 @@ UNLOAD = os.path.join(TOP, "scripts", "unload")
 
 
 def load_module(path=MODULE, timeout=60):
-    """insmod, then wait until the live patch reached every task (__icmp_send is Rust)."""
-    sh(f"insmod {path}")
+    """insmod (unless `path` is None: inserted already), then wait until the live patch
+    reached every task (__icmp_send is Rust)."""
+    if path is not None:
+        sh(f"insmod {path}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -555,7 +591,9 @@ class DropTrace:
 
     def stop(self):
         """Returns the sorted reasons of IPv4 drops since `start`, then the icmp_send events
-        (without the skb address)."""
+        (without the skb address). `in_module` is then the number of drops made by
+        rust_icmp's code (the tracepoint's location is in the module)."""
+        self.in_module = 0
         if not self.available:
             return [], []
         self._enable(False)
@@ -564,6 +602,7 @@ class DropTrace:
             for line in f:
                 if "kfree_skb:" in line and "protocol=2048" in line:
                     drops.append(line.rsplit("reason:", 1)[-1].strip())
+                    self.in_module += "[rust_icmp]" in line
                 elif "icmp_send:" in line:
                     sends.append(line.split("icmp_send:", 1)[1].split(" skbaddr=")[0].strip())
         return sorted(drops), sorted(sends)
