@@ -82,19 +82,26 @@ run: module
 check: setup
 	@[ "$(DEBUG)" != 1 ] || \
 		{ echo "make check builds both kernels itself: run it without DEBUG=1" >&2; exit 2; }
-	@scripts/kernel patch
-	@rm -f build/kernel-debug.rc; \
+	@t0=$$SECONDS; scripts/kernel patch; echo "check: source and patches: $$((SECONDS - t0)) s"
+	@mkdir -p build/logs; rm -f build/kernel-debug.rc; \
 	echo "kernel (DEBUG=1): building in the background, log in build/kernel-debug.log"; \
 	setsid bash -c '{ echo 19 >/proc/self/autogroup; } 2>/dev/null; \
 		DEBUG=1 nice -n 19 scripts/kernel >build/kernel-debug.log 2>&1; \
 		echo $$? >build/kernel-debug.rc' & bg=$$!; \
+	t0=$$SECONDS; \
 	{ $(MAKE) -s lint module tools selftest-tools && \
-		$(VM) FUZZ_COUNT=100000 FUZZ_DIFF_COUNT=10000 HOTSWAP_CYCLES=20 tests/run_all.sh; } || \
+		echo "check: test kernel, lint, module and tools: $$((SECONDS - t0)) s" && \
+		t0=$$SECONDS && set -o pipefail && \
+		$(VM) FUZZ_COUNT=100000 FUZZ_DIFF_COUNT=10000 HOTSWAP_CYCLES=20 tests/run_all.sh \
+			2>&1 | tee build/logs/run_all.log && \
+		echo "check: test suite: $$((SECONDS - t0)) s (log: build/logs/run_all.log)"; } || \
 		{ rc=$$?; kill -- -$$bg 2>/dev/null; exit $$rc; }; \
-	wait $$bg; tail -n 1 build/kernel-debug.log; \
+	t0=$$SECONDS; wait $$bg; tail -n 1 build/kernel-debug.log; \
+	echo "check: waited $$((SECONDS - t0)) s for the debug kernel"; \
 	[ "$$(cat build/kernel-debug.rc 2>/dev/null)" = 0 ] || \
 		{ tail -n 30 build/kernel-debug.log; echo "the debug kernel did not build" >&2; exit 1; }
-	@$(MAKE) -s stress STRESS=short
+	@t0=$$SECONDS; $(MAKE) -s stress STRESS=short && \
+		echo "check: short stress run on the debug kernel: $$((SECONDS - t0)) s (log: build/logs/stress.log)"
 
 # The user-space tools of the tests, built on the host (the VM sees build/): icmpfuzz, the
 # packet generator of tests/fuzz.sh, and icmpflood, the traffic generator of make bench.
@@ -114,11 +121,14 @@ fuzz: module tools
 # about half as fast (98 fuzzed frames/s against 196). STRESS_SMP=N overrides.
 STRESS ?=
 STRESS_SMP ?= $(if $(STRESS),2,4)
+# The short run is bounded at 45 minutes (it takes about 20), the full one at 4 hours.
 stress:
 	@$(MAKE) -s DEBUG=1 KDIR=$(TOP)/build/kernel-debug module tools
-	@QEMU_SMP=$(STRESS_SMP) QEMU_TIMEOUT=14400 \
+	@mkdir -p build/logs; set -o pipefail; \
+	QEMU_SMP=$(STRESS_SMP) QEMU_TIMEOUT=$(if $(STRESS),2700,14400) \
 		KERNEL=$(TOP)/build/kernel-debug/arch/x86/boot/bzImage qemu/run \
-		env RUST_ICMP_MODULE=$(TOP)/build/module-debug/rust_icmp.ko tests/stress.sh $(STRESS)
+		env RUST_ICMP_MODULE=$(TOP)/build/module-debug/rust_icmp.ko tests/stress.sh $(STRESS) \
+		2>&1 | tee build/logs/stress.log
 
 # The benchmark (tools/bench/run): built-in C and rust_icmp alternating in one boot per vCPU
 # count; writes build/bench/report.md, report.json and rounds.png.
