@@ -13,8 +13,8 @@ socket that belonged to the loading task's cgroup would lose every message.
                                      debug kernel, where debug messages are compiled in)
 
 HOOKS_PLAIN_LOAD=1 loads the module from the test's own cgroup instead (the cgroup program
-stays): a module whose sockets take the loader's cgroup then fails only the cgroup scenario's
-comparison... and any other scenario fails for its own reason.
+stays): with a module whose sockets take the loader's cgroup, the other scenarios then fail
+for their own reasons, not all for the packets the cgroup program drops.
 """
 
 import errno
