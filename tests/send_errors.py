@@ -9,6 +9,7 @@ selection, IP options, rate limits, VRF. Built-in C vs rust_icmp, same boot.
 Topology: peer 10.0.1.1 -- 10.0.1.2 dut 10.0.2.2 -- 10.0.2.1 far, the dut forwarding.
 The peer sends hand-built IP packets (fixed IP ID, so quotes are comparable)."""
 
+import fnmatch
 import os
 import socket
 import struct
@@ -186,6 +187,19 @@ def udp_to_loopback(n):
     return action
 
 
+def counted(counter, n):
+    def check(r):
+        got = r.mib.get(counter, 0)
+        return None if got == n else f"expected {counter} {n}, got {got}"
+    return check
+
+
+def both_checks(*checks):
+    def check(r):
+        return next((m for m in (f(r) for f in checks) if m), None)
+    return check
+
+
 def unreachs(n):
     def check(r):
         got = r.mib.get("IcmpOutDestUnreachs", 0)
@@ -193,22 +207,209 @@ def unreachs(n):
     return check
 
 
-def rate_bounds(total, at_most, counter):
-    """Invariants of a rate-limited burst: every trigger was either answered or counted as
-    limited by `counter`, and no more than `at_most` were answered."""
+class DutIcmp:
+    """The dut's ICMP counters and its global-limit sysctls, through files opened once in its
+    namespace (a rate-limit trial reads and writes them hundreds of times)."""
+
+    def __init__(self, t):
+        with InNetns(t.DUT):
+            self.snmp = open("/proc/self/net/snmp")
+            self.per_sec = open("/proc/sys/net/ipv4/icmp_msgs_per_sec", "w")
+            self.burst = open("/proc/sys/net/ipv4/icmp_msgs_burst", "w")
+
+    def counts(self):
+        """(OutDestUnreachs, OutRateLimitGlobal, OutRateLimitHost)."""
+        self.snmp.seek(0)
+        lines = [line.split() for line in self.snmp if line.startswith("Icmp:")]
+        c = dict(zip(lines[0][1:], map(int, lines[1][1:])))
+        return c["OutDestUnreachs"], c["OutRateLimitGlobal"], c["OutRateLimitHost"]
+
+    def set_limit(self, per_sec, burst=None):
+        for f, v in ((self.burst, burst), (self.per_sec, per_sec)):
+            if v is not None:
+                f.seek(0)
+                f.write(str(v))
+                f.flush()
+
+    def trigger(self, t, send, i, timeout=3.0):
+        """Sends datagram `i` to a closed port of the dut and returns True if the dut
+        answered it, False if the global limit refused it (any other outcome raises)."""
+        sent, glob, host = self.counts()
+        t.cap._drain()   # hundreds of errors: keep the capture's queue from overflowing
+        send.ip(udp_to(dut)(t, i))
+        deadline = time.monotonic() + timeout
+        while True:
+            s, g, h = self.counts()
+            if h != host:
+                raise AssertionError("the per-peer limit refused an error (icmp_ratelimit is 0)")
+            if s + g > sent + glob:
+                return s > sent
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"datagram {i} neither answered nor limited in {timeout} s")
+            time.sleep(0.002)
+
+    def close(self):
+        for f in (self.snmp, self.per_sec, self.burst):
+            f.close()
+
+
+# Counters that grow with each error the dut sends (the rest must not depend on how many the
+# random draws let through).
+PER_ERROR = ("IcmpOutMsgs", "IcmpOutDestUnreachs", "IcmpMsgOutType3", "IpOutRequests",
+             "IpOutTransmits")
+
+
+def global_credit(credit, triggers):
+    """The global bucket with a known credit and no refill. The first datagram finds the
+    fresh namespace's bucket empty, so icmp_global_allow refills it to min(per second,
+    burst) = `credit`; then icmp_msgs_per_sec goes to 0, which stops any further refill
+    whatever the time the burst takes. Each error sent takes 0, 1 or 2 tokens at random
+    (icmp_global_consume) and errors go out while the credit is above 0: the first n
+    datagrams are answered, the last of them the one that exhausted the credit, where n is
+    at least credit/2 (all draws 2) and anything up to all of them (all draws 0)."""
+    def action(t, send):
+        d = DutIcmp(t)
+        try:
+            d.set_limit(credit, credit)
+            if not d.trigger(t, send, 0):
+                raise AssertionError("the first datagram, on a full bucket, was not answered")
+            d.set_limit(0)
+            answered = 1 + sum(d.trigger(t, send, i) for i in range(1, triggers))
+        finally:
+            d.close()
+        t.obs["answered"] = answered
+    return action
+
+
+def global_credit_bounds(credit, triggers):
+    """Compares a global_credit() burst. Everything that does not depend on the number of
+    errors the random draws let through must be equal (drop reasons, the other counters);
+    what does must be consistent with it: each run answered the first n datagrams, n within
+    its real range, counted each error once and each refusal as OutRateLimitGlobal, and its
+    errors are the other run's, datagram by datagram."""
+    lo = (credit + 1) // 2
+
     def check(c, rust):
         problems = []
         for name, r in (("C", c), ("Rust", rust)):
-            sent = r.mib.get("IcmpOutDestUnreachs", 0)
-            limited = r.mib.get(counter, 0)
-            if sent + limited != total:
-                problems.append(f"{name}: {sent} sent + {limited} {counter} != {total} triggers")
-            if not 1 <= sent <= at_most:
-                problems.append(f"{name}: {sent} errors sent, expected 1..{at_most}")
-            if len([p for p in r.raw_packets if p[9] == 1]) != sent:
-                problems.append(f"{name}: captured errors differ from OutDestUnreachs")
+            n = r.obs.get("answered", 0)
+            if not lo <= n <= triggers:
+                problems.append(f"{name}: {n} answered, outside {lo}..{triggers}")
+            for k in PER_ERROR:
+                if r.mib.get(k, 0) != n:
+                    problems.append(f"{name}: {k} is {r.mib.get(k, 0)}, not {n}")
+            if r.mib.get("IcmpOutRateLimitGlobal", 0) != triggers - n:
+                problems.append(f"{name}: OutRateLimitGlobal {r.mib.get('IcmpOutRateLimitGlobal', 0)}"
+                                f" != {triggers} - {n}")
+            if r.mib.get("IpExtOutOctets", 0) != sum(len(p) for p in r.raw_packets):
+                problems.append(f"{name}: IpExtOutOctets differs from the errors captured")
+            sports = [struct.unpack("!H", p[48:50])[0] for p in r.raw_packets]
+            if sports != [40000 + i for i in range(n)]:
+                problems.append(f"{name}: the errors are not about the first {n} datagrams "
+                                f"in order: source ports {sports}")
+            if len(r.sends) != n:
+                problems.append(f"{name}: {len(r.sends)} icmp_send events for {n} errors")
+        skip = set(PER_ERROR) | {"IcmpOutRateLimitGlobal", "IpExtOutOctets"}
+        for k in sorted((set(c.mib) | set(rust.mib)) - skip):
+            if c.mib.get(k, 0) != rust.mib.get(k, 0):
+                problems.append(f"counter {k} differs: C {c.mib.get(k, 0)} Rust {rust.mib.get(k, 0)}")
+        if c.drops != rust.drops:
+            problems.append(f"drop reasons differ: C {c.drops} Rust {rust.drops}")
+        n = min(len(c.packets), len(rust.packets))
+        if c.packets[:n] != rust.packets[:n]:
+            problems.append("the errors both runs sent differ")
+        short, long_ = sorted((c.sends, rust.sends), key=len)
+        if not set(short) <= set(long_):
+            problems.append(f"icmp_send events differ: {sorted(set(short) - set(long_))} "
+                            "only in the run that answered fewer")
         return problems
     return check
+
+
+def draw_law(credit, longest, nmax=200):
+    """[P(1), ..., P(longest - 1), P(>= longest)] of the number of errors sent from a
+    credit of `credit`, if each error takes 0, 1 or 2 tokens with probability 1/3 each and
+    errors go out while the credit is positive."""
+    p = {}   # p[c][n]: probability that exactly n errors go out from credit c
+    for c in range(1, credit + 1):
+        row = [0.0] * (nmax + 1)
+        for n in range(1, nmax + 1):
+            q = row[n - 1] / 3                     # drew 0: the same credit, one error more
+            for take in (1, 2):
+                left = c - take
+                q += (n == 1) / 3 if left <= 0 else p[left][n - 1] / 3
+            row[n] = q
+        p[c] = row
+    law = p[credit][1:longest]
+    return law + [1 - sum(law)]
+
+
+def draw_trials(trials, credits=(1, 2)):
+    """The distribution of icmp_global_consume's random draw, through the only thing that
+    shows it: how many errors a known credit lets through. Each trial refills the bucket to
+    exactly `credit` tokens (icmp_msgs_burst = credit and a per-second rate so high that
+    any refill fills it; the last trial left it at 0 or below, and 20 ms have passed, so
+    the first datagram refills it), stops refilling (icmp_msgs_per_sec 0), and sends
+    datagrams until one is refused. From a credit of 1 the count is 1 + the number of
+    leading 0 draws; from 2 it also depends on how often 2 is drawn: the two together fix
+    the three probabilities."""
+    def action(t, send):
+        d = DutIcmp(t)
+        hist = {c: {} for c in credits}   # credit -> {errors in a trial: trials}
+        i = 0
+        try:
+            for trial in range(trials):
+                credit = credits[trial % len(credits)]
+                d.set_limit(1000000, credit)
+                time.sleep(0.025)
+                if not d.trigger(t, send, i % 200):
+                    raise AssertionError(f"trial {trial}: a refilled bucket refused")
+                i += 1
+                d.set_limit(0)
+                n = 1
+                while d.trigger(t, send, i % 200):
+                    i += 1
+                    n += 1
+                i += 1
+                hist[credit][n] = hist[credit].get(n, 0) + 1
+        finally:
+            d.close()
+        t.obs["errors per trial"] = hist
+    return action
+
+
+# Chi-square critical values for a false failure rate of 1e-5, by degrees of freedom.
+CHI2_1E5 = {1: 19.51, 2: 23.03, 3: 25.90, 4: 28.47}
+
+
+def draw_bounds(c, rust):
+    """Each run's counts per trial must fit the law of a uniform draw in {0, 1, 2}: a
+    chi-square test over the bins 1, 2, 3 and >= 4 errors per trial, failing falsely once in
+    100,000 runs. A draw that never gives 0 or 2, or that gives 0 half the time, fails it
+    with 100 trials per credit."""
+    problems = []
+    for name, r in (("C", c), ("Rust", rust)):
+        hist = r.obs.get("errors per trial", {})
+        if not hist:
+            problems.append(f"{name}: no trials")
+        for credit, counts in sorted(hist.items()):
+            law = draw_law(credit, 4)
+            trials = sum(counts.values())
+            seen = [counts.get(k, 0) for k in (1, 2, 3)]
+            seen.append(trials - sum(seen))
+            expected = [q * trials for q in law]
+            chi2 = sum((o - e) ** 2 / e for o, e in zip(seen, expected))
+            if chi2 > CHI2_1E5[len(law) - 1]:
+                problems.append(f"{name}: from a credit of {credit}, errors per trial "
+                                f"1/2/3/4+ were {seen}, expected about "
+                                f"{[round(e, 1) for e in expected]} (chi-square {chi2:.1f})")
+        answered = sum(n * k for v in hist.values() for n, k in v.items())
+        if r.mib.get("IcmpOutDestUnreachs", 0) != answered:
+            problems.append(f"{name}: {r.mib.get('IcmpOutDestUnreachs', 0)} errors counted, "
+                            f"{answered} seen by the trials")
+        if r.mib.get("IcmpOutRateLimitGlobal", 0) != sum(sum(v.values()) for v in hist.values()):
+            problems.append(f"{name}: OutRateLimitGlobal is not one per trial")
+    return problems
 
 
 def scenarios():
@@ -280,14 +481,19 @@ def scenarios():
     s.append(Scenario("vrf_udp_closed_port", send_ip(udp_to(dut)), setup=vrf_setup,
                       sanity=error(3, 3)))
 
-    # Rate limits. Per peer (icmp_ratelimit, a burst of 6 tokens) is deterministic within a
-    # second; the global bucket consumes 0, 1 or 2 random credits per message (against the
-    # SADDNS side channel), so C and Rust are compared on invariants and bounds.
+    # Rate limits. The per-peer bucket (icmp_ratelimit) is deterministic: a new peer starts
+    # with 60 s worth of tokens, capped at 6 messages' worth; at 10 s a token, a burst of 20
+    # gets exactly 6 errors however long the VM takes to send it (at the default 1 s, a slow
+    # burst earns a seventh). The global bucket takes 0, 1 or 2 random tokens per message
+    # (against the SADDNS side channel): compared on what the draws cannot change, and on
+    # the draws' distribution.
     s.append(Scenario("ratelimit_per_peer_burst_20", send_ip(udp_to(dut), count=20),
-                      topology=T, bounds=rate_bounds(20, 7, "IcmpOutRateLimitHost")))
-    s.append(Scenario("ratelimit_global_burst_30", send_ip(udp_to(dut), count=30), topology=T,
-                      setup=set_dut(icmp_ratelimit=0, icmp_msgs_per_sec=1, icmp_msgs_burst=5),
-                      bounds=rate_bounds(30, 6, "IcmpOutRateLimitGlobal")))
+                      topology=T, setup=set_dut(icmp_ratelimit=10000),
+                      sanity=both_checks(error(3, 3, n=6), counted("IcmpOutRateLimitHost", 14))))
+    s.append(Scenario("ratelimit_global_credit_10", global_credit(10, 30), topology=T,
+                      setup=set_dut(icmp_ratelimit=0), bounds=global_credit_bounds(10, 30)))
+    s.append(Scenario("ratelimit_global_draw_distribution", draw_trials(200), topology=T,
+                      setup=set_dut(icmp_ratelimit=0), bounds=draw_bounds))
     s.append(Scenario("ratelimit_off_burst_20", send_ip(udp_to(dut), count=20), topology=T,
                       setup=set_dut(icmp_ratelimit=0, icmp_msgs_per_sec=100000,
                                     icmp_msgs_burst=100000), sanity=error(3, 3, n=20)))
@@ -335,7 +541,9 @@ def scenarios():
 def main():
     require_vm("send_errors")
     ktap = Ktap("send_errors: ICMP errors the host sends, built-in C vs rust_icmp")
-    run_differential(ktap, scenarios())
+    want = sys.argv[1:]
+    run_differential(ktap, [sc for sc in scenarios()
+                            if not want or any(fnmatch.fnmatch(sc.name, w) for w in want)])
     ktap.finish()
 
 
