@@ -8,6 +8,7 @@ The dut sends a packet to an address on the link that nobody owns (its neighbour
 points at the peer, whose stack drops it); the peer captures it and answers with a crafted
 ICMP error quoting it, as a router would."""
 
+import fnmatch
 import os
 import socket
 import struct
@@ -17,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 
 from difftest import Scenario, run_differential  # noqa: E402
 from icmptest import (IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_RECVERR, InNetns,  # noqa: E402
-                      Ktap, delivered, echo, errqueue, icmp, ipv4, mib, pattern, quote, require_vm,
+                      Ktap, checksum, delivered, echo, errqueue, icmp, ipv4, mib, pattern, quote, require_vm,
                       route_get, sh, so_error, sysctl)
 
 
@@ -150,6 +151,78 @@ def redirect_action(t, send):
     t.obs["route"] = route_get(t.DUT, REDIRECT_DST)
 
 
+# Tunnels whose outer packets go to the ghost address: errors about them are crafted by the
+# peer and reach the tunnel's err_handler (gre_err, __udp4_lib_err's encapsulation lookup).
+TUNNEL_DST = "10.0.8.1"
+
+
+def gre_setup(t):
+    """A GRE tunnel from the dut to the ghost (DF set on the outer header) carrying
+    10.0.8.0/24."""
+    sh(f"ip -n {t.DUT} link add gre1 type gre local {t.DUT_ADDR} remote {t.GHOST} ttl 64")
+    sh(f"ip -n {t.DUT} addr add 10.0.7.1/30 dev gre1")
+    sh(f"ip -n {t.DUT} link set gre1 up")
+    sh(f"ip -n {t.DUT} route add 10.0.8.0/24 dev gre1")
+
+
+def vxlan_setup(t):
+    """A VXLAN device of the dut whose default destination is the ghost, DF set on the
+    outer header and one fixed source port (the port is a hash of the flow otherwise)."""
+    sh(f"ip -n {t.DUT} link add vxlan0 address 02:00:00:00:08:02 type vxlan id 42 "
+       f"local {t.DUT_ADDR} remote {t.GHOST} dstport 4789 srcport 5000 5001 df set ttl 64")
+    sh(f"ip -n {t.DUT} addr add 10.0.8.2/24 dev vxlan0")
+    sh(f"ip -n {t.DUT} link set vxlan0 up")
+    sh(f"ip -n {t.DUT} neigh add {TUNNEL_DST} lladdr 02:00:00:00:08:01 dev vxlan0 nud permanent")
+
+
+# The inner IP header's ID and checksum in the outer packets (the socket's IP IDs vary).
+GRE_INNER = ((28, 30), (34, 36))
+VXLAN_INNER = ((54, 56), (60, 62))
+
+
+def inner_checksum_ok(mask):
+    """verify=: the inner header checksums that `mask` hides are right."""
+    start = mask[0][0] - 4
+
+    def check(r):
+        for i, p in enumerate(r.raw_packets):
+            if p[9] in (17, 47) and checksum(p[start:start + 20]) != 0:
+                return f"packet {i}: its inner IP header checksum is wrong"
+        return None
+    return check
+
+
+def tunnel_error(outer, type_, code, rest=b"\0\0\0\0", again=False):
+    """A UDP socket of the dut sends through the tunnel; the peer answers the outer packet
+    (IP protocol `outer[0]`, or UDP to port `outer[1]`) with an error. The route cache of
+    the outer destination, and of the inner one, shows what the err_handler did; with
+    `again`, a second datagram shows what the tunnel does with its error count (ip_tunnel
+    reports a recent error to the sender as a link failure)."""
+    def is_outer(p):
+        if p[9] != outer[0]:
+            return False
+        return outer[1] is None or struct.unpack("!H", p[22:24])[0] == outer[1]
+
+    def action(t, send):
+        s = dut_socket(t, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", 40002))
+        s.connect((TUNNEL_DST, 50000))
+        s.send(pattern(1000))
+        pkt = t.cap.wait_for(is_outer)
+        answer(t, send, pkt, type_, code, rest)
+        if again:
+            s.send(pattern(100))
+            t.cap.settle()
+        t.obs["errqueue"] = errqueue(s)
+        t.obs["so_error"] = so_error(s)
+        t.obs["route outer"] = route_get(t.DUT, t.GHOST)
+        if not again:
+            # (After a link failure, whether the inner route shows its PMTU exception
+            # depends on which cached route the second datagram took: it varies in C.)
+            t.obs["route inner"] = route_get(t.DUT, TUNNEL_DST)
+    return action
+
+
 def malformed(build):
     """The peer sends an error whose quoted part is built by `build(t)`."""
     def action(t, send):
@@ -227,6 +300,17 @@ def scenarios():
         t.obs["route"] = route_get(t.DUT, REDIRECT_DST)
     s.append(Scenario("echo_reply_redirect_via_gateway", far_echo_reply, setup=redirect_setup()))
 
+    # Errors about tunnel packets reach the tunnel's err_handler: GRE learns the path MTU
+    # and counts other errors against the tunnel; VXLAN's socket is found by its port.
+    gre = dict(setup=gre_setup, mask=GRE_INNER, verify=inner_checksum_ok(GRE_INNER))
+    vxlan = dict(setup=vxlan_setup, mask=VXLAN_INNER, verify=inner_checksum_ok(VXLAN_INNER))
+    s.append(Scenario("gre_frag_needed", tunnel_error((47, None), 3, 4, mtu_rest(1200)), **gre))
+    s.append(Scenario("gre_host_unreach_then_send", tunnel_error((47, None), 3, 1, again=True),
+                      **gre))
+    s.append(Scenario("vxlan_frag_needed", tunnel_error((17, 4789), 3, 4, mtu_rest(1200)),
+                      **vxlan))
+    s.append(Scenario("vxlan_port_unreach", tunnel_error((17, 4789), 3, 3), **vxlan))
+
     # Malformed errors.
     s.append(Scenario("error_without_inner_header", malformed(lambda t: icmp(3, 3))))
     s.append(Scenario("error_inner_ihl_4", malformed(
@@ -250,7 +334,9 @@ def scenarios():
 def main():
     require_vm("rcv_errors")
     ktap = Ktap("rcv_errors: ICMP errors received, built-in C vs rust_icmp")
-    run_differential(ktap, scenarios())
+    want = sys.argv[1:]
+    run_differential(ktap, [sc for sc in scenarios()
+                            if not want or any(fnmatch.fnmatch(sc.name, w) for w in want)])
     ktap.finish()
 
 

@@ -162,6 +162,50 @@ table ip rust_icmp_mark {
     return setup
 
 
+def redirect_route(send_redirects):
+    """The dut's route to 10.0.9.0/24 goes back out of veth0 to the ghost, on the peer's own
+    link: forwarding it, the dut tells the peer about the better first hop (ICMP redirect,
+    ip_rt_send_redirect), if send_redirects allows."""
+    def setup(t):
+        for conf in ("all", "veth0"):
+            sysctl(t.DUT, f"net.ipv4.conf.{conf}.send_redirects", send_redirects)
+        sh(f"ip -n {t.DUT} route add 10.0.9.0/24 via {t.GHOST}")
+        sh(f"ip -n {t.PEER} route add 10.0.9.0/24 via {t.DUT_ADDR}")
+    return setup
+
+
+def unresolved_next_hop(t):
+    """The dut's route to 10.0.9.0/24 goes through 10.0.1.99, which nobody answers ARP for;
+    one ARP request, 100 ms to answer it, then the queued packet fails (arp_error_report ->
+    ipv4_link_failure: host unreachable). (No redirect: the next hop is on the sender's link.)"""
+    for conf in ("all", "veth0"):
+        sysctl(t.DUT, f"net.ipv4.conf.{conf}.send_redirects", 0)
+    for k, v in (("mcast_solicit", 1), ("ucast_solicit", 0), ("app_solicit", 0),
+                 ("retrans_time_ms", 100)):
+        sysctl(t.DUT, f"net.ipv4.neigh.veth0.{k}", v)
+    sh(f"ip -n {t.DUT} route add 10.0.9.0/24 via 10.0.1.99")
+    sh(f"ip -n {t.PEER} route add 10.0.9.0/24 via {t.DUT_ADDR}")
+
+
+def after(action, seconds):
+    def run(t, send):
+        action(t, send)
+        time.sleep(seconds)
+    return run
+
+
+def gre_packet(t, i):
+    """GRE (RFC 2784, no options) carrying an IPv4 packet, to the dut, which has no tunnel
+    for it (its fallback gre0 is down): gre_rcv answers port unreachable."""
+    inner = ipv4("10.0.3.1", "10.0.3.2", 17, udp(1, 2, pattern(16)))
+    return ipv4(t.PEER_ADDR, t.DUT_ADDR, 47, struct.pack("!HH", 0, 0x0800) + inner)
+
+
+def esp_packet(t, i):
+    """ESP (RFC 4303) with an SPI the dut has no state for: dropped without an error."""
+    return ipv4(t.PEER_ADDR, t.DUT_ADDR, 50, struct.pack("!II", 0x1234, 1) + pattern(32))
+
+
 def marked_errors(t):
     out = sh(f"ip netns exec {t.DUT} nft list chain ip rust_icmp_mark out")
     return {"marked errors at OUTPUT": out.split("counter packets ")[1].split()[0]}
@@ -525,6 +569,23 @@ def scenarios():
         s.append(Scenario(f"fwmark_reflect_{reflect}_error", send_ip(udp_to(dut)), topology=T,
                           setup=mark_errors(reflect), observe=marked_errors,
                           sanity=error(3, 3)))
+
+    # Errors generated outside icmp.c's callers above: redirects while forwarding, a next
+    # hop that does not answer ARP, a GRE packet no tunnel takes; an ESP packet without
+    # state gets no error.
+    s.append(Scenario("redirect_sent", send_ip(udp_to(lambda t: "10.0.9.1")), topology=T,
+                      setup=redirect_route(1), sanity=error(5, 1, info=0x0A00014D)))
+    s.append(Scenario("redirect_send_redirects_0", send_ip(udp_to(lambda t: "10.0.9.1")),
+                      topology=T, setup=redirect_route(0),
+                      quiet="send_redirects is 0: forwarded without a redirect"))
+    for name, opts in (("", b""), ("_record_route", RECORD_ROUTE)):
+        s.append(Scenario(f"arp_failure_host_unreach{name}",
+                          after(send_ip(udp_to(lambda t: "10.0.9.1", options=opts)), 1.0),
+                          topology=T, setup=unresolved_next_hop, sanity=error(3, 1)))
+    s.append(Scenario("gre_without_tunnel", send_ip(gre_packet), topology=T,
+                      sanity=error(3, 3)))
+    s.append(Scenario("esp_unknown_spi_no_error", send_ip(esp_packet), topology=T,
+                      quiet="xfrm drops ESP without state silently"))
 
     # Rate-limit exemptions with an empty global bucket: "fragmentation needed" is never
     # limited, and errors about packets that came in on lo are not (nor, going out on lo,
