@@ -4,6 +4,7 @@
 by name, index, IPv4 and IPv6 address; answered, unknown and malformed; with
 net.ipv4.icmp_echo_enable_probe on and off. Built-in C vs rust_icmp, same boot."""
 
+import fnmatch
 import os
 import socket
 import struct
@@ -12,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
 from difftest import Scenario, run_differential  # noqa: E402
-from icmptest import Ktap, icmp, require_vm, sh, sysctl  # noqa: E402
+from icmptest import InNetns, Ktap, icmp, require_vm, sh, sysctl  # noqa: E402
 
 DUT_V6 = "fd00::2"
 
@@ -75,6 +76,35 @@ def send_probe(msg, dst=None):
     return action
 
 
+def ext_echo_from_ping_socket(t, send):
+    """A ping socket of the dut probes the peer's lo (ping sockets send extended echo
+    requests too); the peer's kernel answers, and the dut hands the extended echo reply to
+    the socket (ping_rcv)."""
+    with InNetns(t.DUT):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    t.keep.append(s)
+    s.bind((t.DUT_ADDR, 0x322))
+    s.settimeout(2)
+    s.sendto(probe(by_name(b"lo")), (t.PEER_ADDR, 0))
+    try:
+        t.obs["reply"] = s.recv(200).hex()
+    except socket.timeout:
+        t.obs["reply"] = None
+
+
+def ping_socket_setup(t):
+    sysctl(t.DUT, "net.ipv4.ping_group_range", "0 2147483647")
+    sysctl(t.PEER, "net.ipv4.icmp_echo_enable_probe", 1)
+
+
+def socket_got_reply(r):
+    """Sanity of the C run: the socket received an extended echo reply (43) with code 0."""
+    reply = bytes.fromhex(r.obs.get("reply") or "")
+    if reply[:2] != bytes([43, 0]):
+        return f"the ping socket got {reply[:2].hex() or 'nothing'}, not an extended echo reply"
+    return None
+
+
 def scenarios():
     s = []
     v4 = socket.inet_aton
@@ -124,13 +154,17 @@ def scenarios():
     s.append(Scenario("ext_echo_reply_no_socket", send_probe(icmp(43, 0, struct.pack("!HH", 1, 1),
                                                                   bytes(8))), setup=setup(),
                       sanity=no_reply))
+    s.append(Scenario("ext_echo_reply_to_ping_socket", ext_echo_from_ping_socket,
+                      setup=ping_socket_setup, sanity=socket_got_reply))
     return s
 
 
 def main():
     require_vm("rcv_probe")
     ktap = Ktap("rcv_probe: RFC 8335 PROBE, built-in C vs rust_icmp")
-    run_differential(ktap, scenarios())
+    want = sys.argv[1:]
+    run_differential(ktap, [sc for sc in scenarios()
+                            if not want or any(fnmatch.fnmatch(sc.name, w) for w in want)])
     ktap.finish()
 
 
