@@ -17,8 +17,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
 from difftest import Scenario, run_differential  # noqa: E402
-from icmptest import (IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_RECVERR, InNetns,  # noqa: E402
-                      Ktap, checksum, delivered, echo, errqueue, icmp, ipv4, mib, pattern, quote, require_vm,
+from icmptest import (IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_RECVERR,  # noqa: E402
+                      FunctionCount, InNetns, Ktap, checksum, delivered, echo, errqueue, icmp, ipv4, mib, pattern, quote, require_vm,
                       route_get, sh, so_error, sysctl)
 
 
@@ -223,6 +223,27 @@ def tunnel_error(outer, type_, code, rest=b"\0\0\0\0", again=False):
     return action
 
 
+def nested_link_failure(t, send):
+    """An icmp_send nested in the transmission of an echo reply, on the same CPU: the GRE
+    tunnel has an error counted against it (a host unreachable about its outer packet), so
+    ip_tunnel_xmit reports the next packet it carries, the dut's echo reply to 10.0.8.5, as a
+    link failure; ipv4_link_failure calls __icmp_send about the reply while icmp_reply still
+    holds this CPU's control socket. C's icmp_xmit_lock finds the socket busy (trylock) and
+    sends nothing; the reply itself goes out."""
+    tunnel_error((47, None), 3, 1)(t, send)
+    before = mib(t.DUT)["IpInDelivers"]
+    with FunctionCount("ipv4_link_failure") as fc:
+        send.ip(ipv4("10.0.8.5", t.DUT_ADDR, 1, echo(0x57, 1, pattern(32))))
+        delivered(t, before)
+        t.cap.wait_for(lambda p: p[9] == 47 and p[24 + 9] == 1)
+        t.obs["link failures"] = fc.count()
+
+
+def one_link_failure(r):
+    n = r.obs.get("link failures")
+    return None if n == 1 else f"expected the reply to be reported as a link failure, got {n}"
+
+
 def malformed(build):
     """The peer sends an error whose quoted part is built by `build(t)`."""
     def action(t, send):
@@ -310,6 +331,9 @@ def scenarios():
     s.append(Scenario("vxlan_frag_needed", tunnel_error((17, 4789), 3, 4, mtu_rest(1200)),
                       **vxlan))
     s.append(Scenario("vxlan_port_unreach", tunnel_error((17, 4789), 3, 3), **vxlan))
+
+    s.append(Scenario("echo_reply_nested_link_failure", nested_link_failure,
+                      setup=gre_setup, sanity=one_link_failure, mask=GRE_INNER, verify=inner_checksum_ok(GRE_INNER)))
 
     # Malformed errors.
     s.append(Scenario("error_without_inner_header", malformed(lambda t: icmp(3, 3))))
