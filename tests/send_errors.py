@@ -24,6 +24,7 @@ from icmptest import (InNetns, Ktap, RoutedTopology, echo, icmp, ipv4,  # noqa: 
 
 T = RoutedTopology
 IP_DF, IP_MF = 0x4000, 0x2000
+SO_RCVBUFFORCE = 33
 RECORD_ROUTE = bytes([7, 11, 4]) + bytes(8) + b"\0"
 TIMESTAMP = bytes([68, 12, 5, 0]) + bytes(8)      # timestamps only, room for two
 
@@ -204,6 +205,77 @@ def gre_packet(t, i):
 def esp_packet(t, i):
     """ESP (RFC 4303) with an SPI the dut has no state for: dropped without an error."""
     return ipv4(t.PEER_ADDR, t.DUT_ADDR, 50, struct.pack("!II", 0x1234, 1) + pattern(32))
+
+
+def from_two_cpus(n):
+    """Two processes of the peer, pinned to CPUs 0 and 1, send at once: one `n` echo
+    requests, the other `n` datagrams to a closed port. veth hands each packet to the dut's
+    stack on the sender's CPU, so the dut answers on both CPUs together, each through its
+    own CPU's control socket (and the echo replies, in place or not, alongside errors)."""
+    def action(t, send):
+        # Room for all the answers while the senders run (rmem_max caps SO_RCVBUF).
+        t.cap.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+        before = softnet_processed()
+        kids = []
+        for cpu in (0, 1):
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    os.sched_setaffinity(0, {cpu})
+                    for i in range(n):
+                        if cpu == 0:
+                            send.ip(ipv4(t.PEER_ADDR, t.DUT_ADDR, 1, echo(0x99, i, pattern(40)),
+                                         ident=0x1000 + i))
+                        else:
+                            send.ip(udp_to(dut)(t, i))
+                except BaseException:   # noqa: BLE001 - the parent sees the exit status
+                    code = 1
+                os._exit(code)
+            kids.append(pid)
+        for pid in kids:
+            _, status = os.waitpid(pid, 0)
+            if status:
+                raise AssertionError("a sender process failed")
+        t.obs["packets processed per CPU"] = [
+            b - a for a, b in zip(before, softnet_processed())]
+    return action
+
+
+def softnet_processed():
+    """Packets each CPU's receive softirq processed so far (/proc/net/softnet_stat)."""
+    with open("/proc/net/softnet_stat") as f:
+        return [int(line.split()[0], 16) for line in f]
+
+
+def on_both_cpus(n):
+    def check(r):
+        per_cpu = r.obs.get("packets processed per CPU", [])
+        if len(per_cpu) < 2 or min(per_cpu[:2]) < n:
+            return f"expected both CPUs to process {n} packets or more, got {per_cpu}"
+        return None
+    return check
+
+
+def same_in_any_order(c, rust):
+    """For traffic answered on two CPUs at once: the order in which the two CPUs' packets
+    interleave varies; everything else must be equal."""
+    problems = []
+    if sorted(c.packets) != sorted(rust.packets):
+        only_c = len(set(c.packets) - set(rust.packets))
+        only_r = len(set(rust.packets) - set(c.packets))
+        problems.append(f"packets differ: {len(c.packets)} in C, {len(rust.packets)} in Rust; "
+                        f"{only_c} only in C, {only_r} only in Rust")
+    if c.mib != rust.mib:
+        keys = sorted(set(c.mib) | set(rust.mib))
+        problems.append("MIB deltas differ (C, Rust): " + " ".join(
+            f"{k}=({c.mib.get(k, 0)},{rust.mib.get(k, 0)})" for k in keys
+            if c.mib.get(k, 0) != rust.mib.get(k, 0)))
+    if c.drops != rust.drops:
+        problems.append("drop reasons differ")
+    if c.sends != rust.sends:
+        problems.append("icmp:icmp_send events differ")
+    return problems
 
 
 def marked_errors(t):
@@ -586,6 +658,14 @@ def scenarios():
                       sanity=error(3, 3)))
     s.append(Scenario("esp_unknown_spi_no_error", send_ip(esp_packet), topology=T,
                       quiet="xfrm drops ESP without state silently"))
+
+    # Both CPUs answering at once, each through its own control socket.
+    s.append(Scenario("two_cpus_echo_and_errors", from_two_cpus(200), topology=T,
+                      setup=set_dut(icmp_ratelimit=0, icmp_msgs_per_sec=100000,
+                                    icmp_msgs_burst=100000),
+                      sanity=both_checks(counted("IcmpOutEchoReps", 200),
+                                         counted("IcmpOutDestUnreachs", 200)),
+                      verify=on_both_cpus(200), bounds=same_in_any_order))
 
     # Rate-limit exemptions with an empty global bucket: "fragmentation needed" is never
     # limited, and errors about packets that came in on lo are not (nor, going out on lo,
