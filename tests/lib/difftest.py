@@ -13,14 +13,21 @@ first with the built-in handler, then with rust_icmp loaded. For each run it rec
 
 and the scenario passes when both runs agree. In the Rust run it also checks that the module
 handled the traffic and that its own counters (/proc/net/rust_icmp) match the MIB deltas.
+
+In a topology with IPv6 (`Topology.IPV6`, e.g. icmptest.Topology6) the dut's IPv6 packets are
+recorded as well (nothing masked but what the scenario names; their ICMPv6 checksums are
+verified), with the /proc/net/snmp6 counters and the drop reasons of IPv6 packets. Traffic
+that reaches rust_icmp only through its live-patched C functions (ICMPv6 calling
+icmp_global_allow, icmp_build_probe) moves no counter of the module: such a scenario
+declares `proof=` instead (see Scenario).
 """
 
 import time
 import traceback
 
-from icmptest import (Capture, DropTrace, Sender, Topology, delta, describe, load_module,
-                      mask_ipv4, masked_checksums_wrong, mib, module_counters, module_loaded,
-                      unload_module)
+from icmptest import (Capture, DropTrace, FunctionCount, Sender, Topology, delta, describe,
+                      livepatch_state, load_module, mask_packet, masked_checksums_wrong, mib,
+                      module_counters, module_loaded, unload_module)
 
 # The counters /proc/net/rust_icmp mirrors, besides IcmpMsg{In,Out}Type*.
 MODULE_MIBS = ("IcmpInMsgs", "IcmpInErrors", "IcmpInCsumErrors", "IcmpOutMsgs",
@@ -56,10 +63,20 @@ class Scenario:
                          show that the trigger reached the dut (IpInReceives) and that the
                          dut sent no ICMP; every other scenario must move rust_icmp's own
                          counters in the Rust run, the proof that the module handled it
+    proof                for traffic that reaches rust_icmp only through live-patched C
+                         functions (callers outside icmp.c, such as ICMPv6), which no counter
+                         of the module shows: {C function name: True if the scenario must
+                         call it, False if it must not}. Each run counts the calls with the
+                         function tracer during the action; both runs must call (or not) each
+                         function, and the Rust run must find the live patch enabled and its
+                         transition complete before and after the action, so that every
+                         counted call went to the Rust replacement. This replaces the
+                         requirement that the module's own counters moved
     """
 
     def __init__(self, name, action, setup=None, mask=(), shared_counts=False, sanity=None,
-                 observe=None, topology=Topology, bounds=None, quiet=None, verify=None):
+                 observe=None, topology=Topology, bounds=None, quiet=None, verify=None,
+                 proof=None):
         self.name = name
         self.action = action
         self.setup = setup
@@ -71,6 +88,7 @@ class Scenario:
         self.bounds = bounds
         self.quiet = quiet
         self.verify = verify
+        self.proof = proof
 
 
 class Result:
@@ -85,27 +103,38 @@ class Result:
         self.start = self.end = 0.0   # time.time() around the action
         self.sends = []
         self.obs = {}
+        self.calls = {}               # function -> calls during the action (Scenario.proof)
+        self.livepatch = []           # livepatch_state() before and after the action
         self.error = None
 
 
 def run_once(sc):
     """Runs a scenario in fresh namespaces and records what the dut did."""
     r = Result()
-    trace = DropTrace()
+    v6 = getattr(sc.topology, "IPV6", False)
+    trace = DropTrace(ipv6=v6)
     try:
         with sc.topology() as topo:
             if sc.setup:
                 sc.setup(topo)
             send = Sender(topo.PEER)
-            cap = Capture(topo.PEER, topo.PEER_CAPTURE_DEV)
+            cap = Capture(topo.PEER, topo.PEER_CAPTURE_DEV, ipv6=v6)
             topo.cap, topo.keep, topo.obs = cap, [], {}
-            before = mib(topo.DUT)
+            before = mib(topo.DUT, ipv6=v6)
             mod_before = module_counters(topo.DUT)
             trace.start()
             try:
                 r.start = time.time()
-                sc.action(topo, send)
-                cap.settle()
+                if sc.proof:
+                    with FunctionCount(*sc.proof) as fc:
+                        r.livepatch.append(livepatch_state())
+                        sc.action(topo, send)
+                        cap.settle()
+                        r.livepatch.append(livepatch_state())
+                        r.calls = fc.counts()
+                else:
+                    sc.action(topo, send)
+                    cap.settle()
                 r.end = time.time()
                 if sc.observe:
                     topo.obs.update(sc.observe(topo))
@@ -115,12 +144,12 @@ def run_once(sc):
                 for s_ in topo.keep:
                     s_.close()
             r.obs = dict(topo.obs)
-            r.mib = delta(before, mib(topo.DUT))
+            r.mib = delta(before, mib(topo.DUT, ipv6=v6))
             mod_after = module_counters(topo.DUT)
             if mod_after is not None:
                 r.module = delta(mod_before or {}, mod_after)
             r.raw_packets = list(cap.packets)
-            r.packets = [mask_ipv4(p, sc.mask) for p in cap.packets]
+            r.packets = [mask_packet(p, sc.mask) for p in cap.packets]
             r.bad_checksums = [f"packet {i}: {w}" for i, p in enumerate(cap.packets)
                                if (w := masked_checksums_wrong(p, sc.mask))]
             cap.close()
@@ -142,6 +171,7 @@ def compare(sc, c, rust):
     if rust.error:
         return [f"Rust run raised:\n{rust.error}"]
     problems += c_run_checks(sc, c)
+    problems += check_proof(sc, c, rust)
     for name, r in (("C", c), ("Rust", rust)):
         problems += [f"{name} run, {b}" for b in r.bad_checksums]
         msg = sc.verify(r) if sc.verify else None
@@ -205,7 +235,7 @@ def check_module_counters(sc, rust):
     if m is None:
         return ["/proc/net/rust_icmp is missing in the dut during the Rust run"]
     problems = []
-    if not sc.quiet and not any(m.values()) and not rust.module_drops:
+    if not sc.quiet and not sc.proof and not any(m.values()) and not rust.module_drops:
         problems.append("neither rust_icmp's own counters moved nor did it drop a packet in "
                         "the Rust run: the module did not handle this scenario (declare "
                         "quiet= if no ICMP is expected)")
@@ -216,6 +246,34 @@ def check_module_counters(sc, rust):
         ours, theirs = m.get(k, 0), rust.mib.get(k, 0)
         if ours != theirs and not (sc.shared_counts and ours <= theirs):
             problems.append(f"module counter {k}={ours} but the MIB delta is {theirs}")
+    return problems
+
+
+def _fmt_proof(c, rust):
+    return (f", calls C {_fmt_counters(c.calls)} Rust {_fmt_counters(rust.calls)} "
+            f"(live patch enabled, transition: {rust.livepatch[-1]})")
+
+
+def check_proof(sc, c, rust):
+    """Scenario.proof: the live-patched C functions each run called (or did not call), and
+    the Rust run's live patch state, which sends every call of them to rust_icmp."""
+    if not sc.proof:
+        return []
+    problems = []
+    for name, r in (("C", c), ("Rust", rust)):
+        for fn, called in sorted(sc.proof.items()):
+            n = r.calls.get(fn, 0)
+            if called and not n:
+                problems.append(f"{name} run: {fn} was not called (the scenario does not "
+                                "reach the live-patched function)")
+            elif not called and n:
+                problems.append(f"{name} run: {fn} was called {n} times, expected none")
+    if any(s is not None for s in c.livepatch):
+        problems.append(f"C run: rust_icmp's live patch was registered: {c.livepatch}")
+    if len(rust.livepatch) != 2 or any(s != ("1", "0") for s in rust.livepatch):
+        problems.append("Rust run: rust_icmp's live patch was not enabled with its transition "
+                        "complete around the action (enabled, transition before and after: "
+                        f"{rust.livepatch}), so the calls did not provably go to Rust")
     return problems
 
 
@@ -238,7 +296,8 @@ def run_differential(ktap, scenarios, skipped=(), load=load_module):
             ktap.diag(f"{sc.name}: {len(c.packets)} packets, MIB {_fmt_counters(c.mib)}"
                       f"{', drops ' + ','.join(c.drops) if c.drops else ''}"
                       f"{', icmp_send ' + str(len(c.sends)) if c.sends else ''}"
-                      f"{', ' + repr(c.obs) if c.obs else ''}")
+                      f"{', ' + repr(c.obs) if c.obs else ''}"
+                      f"{_fmt_proof(c, rust) if sc.proof else ''}")
         ktap.result(not problems, sc.name, "\n".join(problems))
     for name, reason in skipped:
         ktap.skip(name, reason)

@@ -150,6 +150,9 @@ class Topology:
     """
 
     PEER, DUT = "peer", "dut"
+    # True in topologies with IPv6 (Topology6): the harness then also captures IPv6 frames,
+    # counts /proc/net/snmp6 and records IPv6 drops.
+    IPV6 = False
     PEER_ADDR, DUT_ADDR, BCAST = "10.0.1.1", "10.0.1.2", "10.0.1.255"
     PEER_CAPTURE_DEV = "veth0"
     # An address on the link that nobody has: the dut's neighbour entry sends it to the
@@ -244,6 +247,70 @@ class RoutedTopology(Topology):
         return self
 
 
+class Topology6(RoutedTopology):
+    """RoutedTopology with IPv6 as well, the dut forwarding both:
+
+    peer veth0 fd00:1::1 <-> fd00:1::2 veth0 dut veth1 fd00:2::2 <-> fd00:2::1 veth0 far
+
+    No NDP, DAD or autoconfiguration traffic: addresses are `nodad`, neighbours static, no
+    link-local addresses (addr_gen_mode none: no router solicitations either), no router
+    advertisements accepted. What remains are the MLD reports of the groups joined when the
+    addresses come up (solicited-node, all-routers on the dut); their repetition interval is
+    shortened and `__enter__` waits until every namespace stopped sending ICMPv6, so that
+    none falls into a capture or a counter delta.
+    """
+
+    IPV6 = True
+    PEER6, DUT6 = "fd00:1::1", "fd00:1::2"
+    FAR6, DUT_FAR6 = "fd00:2::1", "fd00:2::2"
+
+    def __init__(self):
+        super().__init__()
+        self.addrs6 = {self.PEER: [("veth0", self.PEER6)],
+                       self.DUT: [("veth0", self.DUT6), ("veth1", self.DUT_FAR6)],
+                       self.FAR: [("veth0", self.FAR6)]}
+        self.routes6 = {self.PEER: [f"route add fd00:2::/64 via {self.DUT6}"],
+                        self.FAR: [f"route add fd00:1::/64 via {self.DUT_FAR6}"]}
+
+    def __enter__(self):
+        super().__enter__()
+        for ns in self.namespaces:
+            devs = sorted({d for d, _ in self.addrs6.get(ns, [])})
+            for dev in devs:
+                for k, v in (("addr_gen_mode", 1), ("accept_ra", 0), ("accept_dad", 0),
+                             ("router_solicitations", 0), ("ndisc_notify", 0),
+                             ("mldv1_unsolicited_report_interval", 10),
+                             ("mldv2_unsolicited_report_interval", 10)):
+                    sysctl(ns, f"net.ipv6.conf.{dev}.{k}", v)
+            if ns == self.DUT:
+                sysctl(ns, "net.ipv6.conf.all.forwarding", 1)
+            for dev in ["lo"] + devs:
+                sysctl(ns, f"net.ipv6.conf.{dev}.disable_ipv6", 0)
+            cmds = [f"addr add {a}/64 dev {d} nodad" for d, a in self.addrs6.get(ns, [])]
+            for a, ia, b, ib in self.links:
+                for me, mydev, other, odev in ((a, ia, b, ib), (b, ib, a, ia)):
+                    if me == ns:
+                        cmds += [f"neigh replace {addr} lladdr {self.mac(other, odev)} "
+                                 f"dev {mydev} nud permanent"
+                                 for dev, addr in self.addrs6.get(other, []) if dev == odev]
+            cmds += self.routes6.get(ns, [])
+            sh(f"ip -n {ns} -batch -", input="\n".join(cmds) + "\n")
+        self.wait_icmp6_quiet()
+        return self
+
+    def wait_icmp6_quiet(self, quiet=0.4, limit=5.0):
+        """Waits until no namespace sent an ICMPv6 message (MLD) for `quiet` seconds."""
+        def sent():
+            return [mib(ns, ipv6=True).get("Icmp6OutMsgs", 0) for ns in self.namespaces]
+        start = last = time.monotonic()
+        seen = sent()
+        while time.monotonic() - last < quiet and time.monotonic() - start < limit:
+            time.sleep(0.05)
+            now = sent()
+            if now != seen:
+                seen, last = now, time.monotonic()
+
+
 def vrf_setup(t):
     """The dut's veth0 in a VRF (red, table 10): replies and errors are routed there."""
     sh(f"ip -n {t.DUT} link add red type vrf table 10")
@@ -293,11 +360,35 @@ def ipv4(src, dst, proto, payload, ttl=64, tos=0, ident=0x4242, frag=0, options=
     return hdr[:10] + struct.pack("!H", c) + hdr[12:] + payload
 
 
+def pseudo6(src, dst, nh, length):
+    """The IPv6 pseudo-header (RFC 8200 8.1) of an upper-layer message; src/dst are bytes."""
+    return src + dst + struct.pack("!IxxxB", length, nh)
+
+
+def ipv6(src, dst, nh, payload, hlim=64, tc=0, flow=0, plen=None):
+    """An IPv6 header plus payload; `plen` overrides the payload length."""
+    n = len(payload) if plen is None else plen
+    return (struct.pack("!IHBB", 6 << 28 | tc << 20 | flow, n, nh, hlim) +
+            socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst) +
+            payload)
+
+
+def udp6(src, dst, sport, dport, payload):
+    """A UDP header with its (in IPv6 mandatory) checksum, and payload."""
+    n = 8 + len(payload)
+    body = struct.pack("!HHHH", sport, dport, n, 0) + payload
+    c = checksum(pseudo6(socket.inet_pton(socket.AF_INET6, src),
+                         socket.inet_pton(socket.AF_INET6, dst), 17, n) + body) or 0xFFFF
+    return body[:6] + struct.pack("!H", c) + body[8:]
+
+
 class Sender:
     """Sockets in a namespace for sending ICMP: `icmp()` lets the kernel build the IP header
     (and fragment), `ip()` sends a complete IP packet as given (IP_HDRINCL)."""
 
     def __init__(self, ns):
+        self.ns = ns
+        self.raw_ip6 = self.raw_icmp6 = None
         with InNetns(ns):
             self.raw_icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
             self.raw_ip = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
@@ -319,19 +410,42 @@ class Sender:
         dst = socket.inet_ntoa(packet[16:20])
         self.raw_ip.sendto(packet, (dst, 0))
 
+    def ip6(self, packet):
+        """Sends a complete IPv6 packet as given (an IPPROTO_RAW socket of AF_INET6)."""
+        if self.raw_ip6 is None:
+            with InNetns(self.ns):
+                self.raw_ip6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW,
+                                             socket.IPPROTO_RAW)
+        self.raw_ip6.sendto(packet, (socket.inet_ntop(socket.AF_INET6, packet[24:40]), 0))
+
+    def icmp6(self, dst, msg, hlim=None):
+        """Sends an ICMPv6 message; the kernel fills in its checksum (pseudo-header)."""
+        if self.raw_icmp6 is None:
+            with InNetns(self.ns):
+                self.raw_icmp6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW,
+                                               socket.IPPROTO_ICMPV6)
+        if hlim is not None:
+            self.raw_icmp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, hlim)
+        self.raw_icmp6.sendto(msg, (dst, 0))
+
     def close(self):
         self.raw_icmp.close()
         self.raw_ip.close()
+        for s in (self.raw_ip6, self.raw_icmp6):
+            if s is not None:
+                s.close()
 
 
-ETH_P_ALL, ETH_P_IP, PACKET_OUTGOING = 0x0003, 0x0800, 4
+ETH_P_ALL, ETH_P_IP, ETH_P_IPV6, PACKET_OUTGOING = 0x0003, 0x0800, 0x86DD, 4
 
 
 class Capture:
-    """IPv4 packets arriving at `ifname` in `ns` (what the other end sent), from an
-    AF_PACKET socket opened now. Packets start at the IP header whatever the link type."""
+    """IPv4 packets (and with `ipv6`, IPv6 packets too) arriving at `ifname` in `ns` (what
+    the other end sent), from an AF_PACKET socket opened now. Packets start at the IP header
+    whatever the link type."""
 
-    def __init__(self, ns, ifname="veth0"):
+    def __init__(self, ns, ifname="veth0", ipv6=False):
+        self.protos = (ETH_P_IP, ETH_P_IPV6) if ipv6 else (ETH_P_IP,)
         with InNetns(ns):
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
             self.sock.bind((ifname, 0))
@@ -346,7 +460,7 @@ class Capture:
                 data, addr = self.sock.recvfrom(70000)
             except BlockingIOError:
                 return got
-            if addr[2] == PACKET_OUTGOING or addr[1] != ETH_P_IP:
+            if addr[2] == PACKET_OUTGOING or addr[1] not in self.protos:
                 continue
             self.packets.append(data)
             got += 1
@@ -444,11 +558,38 @@ def mask_ipv4(pkt, extra=()):
     return bytes(b)
 
 
+def mask_packet(pkt, extra=()):
+    """`mask_ipv4` for an IPv4 packet; an IPv6 packet has no IP ID nor header checksum, so
+    only the byte ranges in `extra` are zeroed."""
+    if pkt and pkt[0] >> 4 == 6:
+        b = bytearray(pkt)
+        for lo, hi in extra:
+            b[lo:hi] = bytes(len(b[lo:hi]))
+        return bytes(b)
+    return mask_ipv4(pkt, extra)
+
+
+def icmp6_checksum_wrong(pkt):
+    """For an IPv6 packet: whether its payload length is wrong, or, if it carries ICMPv6
+    directly (next header 58), whether the ICMPv6 checksum over the pseudo-header and the
+    message is wrong. Returns a description, or None."""
+    if len(pkt) < 40:
+        return "it is shorter than an IPv6 header"
+    if struct.unpack("!H", pkt[4:6])[0] != len(pkt) - 40:
+        return "its IPv6 payload length is wrong"
+    if pkt[6] == 58 and checksum(pseudo6(pkt[8:24], pkt[24:40], 58, len(pkt) - 40) +
+                                 pkt[40:]) != 0:
+        return "its ICMPv6 checksum is wrong"
+    return None
+
+
 def masked_checksums_wrong(pkt, extra=()):
     """What `mask_ipv4(pkt, extra)` would hide that is wrong: the IP header checksum, always
     masked (the IP ID varies), and the ICMP checksum where `extra` masks it (a message with
     timestamps). A checksum is masked only after it was verified. Returns a description, or
-    None."""
+    None. An IPv6 packet's ICMPv6 checksum is always verified (see icmp6_checksum_wrong)."""
+    if pkt and pkt[0] >> 4 == 6:
+        return icmp6_checksum_wrong(pkt)
     ihl = (pkt[0] & 15) * 4 if pkt else 0
     if len(pkt) < 20 or checksum(pkt[:ihl]) != 0:
         return "its IP header checksum is wrong"
@@ -459,7 +600,14 @@ def masked_checksums_wrong(pkt, extra=()):
 
 
 def describe(pkt):
-    """A one-line summary of an IPv4 packet, for diagnostics."""
+    """A one-line summary of an IPv4 or IPv6 packet, for diagnostics."""
+    if pkt and pkt[0] >> 4 == 6 and len(pkt) >= 40:
+        src = socket.inet_ntop(socket.AF_INET6, pkt[8:24])
+        dst = socket.inet_ntop(socket.AF_INET6, pkt[24:40])
+        s = f"{src} > {dst} nh {pkt[6]} hlim {pkt[7]} len {len(pkt)}"
+        if pkt[6] == 58 and len(pkt) >= 44:
+            s += f" icmp6 type {pkt[40]} code {pkt[41]}"
+        return s
     if len(pkt) < 20:
         return f"short packet {pkt.hex()}"
     ihl = (pkt[0] & 15) * 4
@@ -486,14 +634,18 @@ def _parse_pairs(text):
     return out
 
 
-def mib(ns):
+def mib(ns, ipv6=False):
     """All counters of /proc/net/snmp and /proc/net/netstat in `ns`, named as nstat names
-    them (IcmpInMsgs, IcmpMsgInType8, IpExtInOctets, ...)."""
+    them (IcmpInMsgs, IcmpMsgInType8, IpExtInOctets, ...); with `ipv6`, those of
+    /proc/net/snmp6 too (Ip6InReceives, Icmp6OutDestUnreachs, ...: one "Name value" a line)."""
     with InNetns(ns):
         with open("/proc/self/net/snmp") as f:
             c = _parse_pairs(f.read())
         with open("/proc/self/net/netstat") as f:
             c.update(_parse_pairs(f.read()))
+        if ipv6:
+            with open("/proc/self/net/snmp6") as f:
+                c.update((n, int(v)) for n, v in (line.split() for line in f if line.strip()))
     return c
 
 
@@ -554,6 +706,17 @@ def load_module(path=MODULE, timeout=60):
     raise TimeoutError("the live patch transition of rust_icmp did not complete")
 
 
+def livepatch_state():
+    """(enabled, transition) of rust_icmp's live patch, or None if it is not registered."""
+    try:
+        with open(f"{LIVEPATCH}/enabled") as f:
+            enabled = f.read().strip()
+        with open(f"{LIVEPATCH}/transition") as f:
+            return enabled, f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
 def unload_module():
     """scripts/unload: disable the live patch, wait for the transition, rmmod."""
     sh(UNLOAD)
@@ -569,7 +732,9 @@ class DropTrace:
 
     EVENTS = ("skb/kfree_skb", "icmp/icmp_send")
 
-    def __init__(self):
+    def __init__(self, ipv6=False):
+        """With `ipv6`, the drops of IPv6 packets are recorded too (marked "ipv6:")."""
+        self.ipv6 = ipv6
         self.dir = f"{TRACING}/instances/rust_icmp_drops"
         self.available = os.path.exists(f"{TRACING}/events/skb/kfree_skb/enable")
         if self.available and not os.path.isdir(self.dir):
@@ -603,6 +768,9 @@ class DropTrace:
                 if "kfree_skb:" in line and "protocol=2048" in line:
                     drops.append(line.rsplit("reason:", 1)[-1].strip())
                     self.in_module += "[rust_icmp]" in line
+                elif self.ipv6 and "kfree_skb:" in line and "protocol=34525" in line:
+                    drops.append("ipv6:" + line.rsplit("reason:", 1)[-1].strip())
+                    self.in_module += "[rust_icmp]" in line
                 elif "icmp_send:" in line:
                     sends.append(line.split("icmp_send:", 1)[1].split(" skbaddr=")[0].strip())
         return sorted(drops), sorted(sends)
@@ -610,14 +778,15 @@ class DropTrace:
 
 class FunctionCount:
     """Counts calls of a kernel function with the function tracer (e.g. which checksum path
-    a packet took)."""
+    a packet took); `FunctionCount(a, b, ...)` traces several, see `counts()`."""
 
-    def __init__(self, name):
+    def __init__(self, name, *more):
         self.name = name
+        self.names = (name,) + more
 
     def __enter__(self):
         with open(f"{TRACING}/set_ftrace_filter", "w") as f:
-            f.write(self.name)
+            f.write(" ".join(self.names))
         with open(f"{TRACING}/trace", "w"):
             pass
         with open(f"{TRACING}/current_tracer", "w") as f:
@@ -627,6 +796,16 @@ class FunctionCount:
     def count(self):
         with open(f"{TRACING}/trace") as f:
             return sum(1 for line in f if f" {self.name} <-" in line)
+
+    def counts(self):
+        """{name: calls} of every traced function."""
+        out = dict.fromkeys(self.names, 0)
+        with open(f"{TRACING}/trace") as f:
+            for line in f:
+                for n in self.names:
+                    if f" {n} <-" in line:
+                        out[n] += 1
+        return out
 
     def __exit__(self, *exc):
         with open(f"{TRACING}/current_tracer", "w") as f:
