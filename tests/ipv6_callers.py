@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
-from difftest import Scenario, run_differential  # noqa: E402
+from difftest import Scenario, run_differential, select  # noqa: E402
 from icmptest import (InNetns, Ktap, Topology6, ipv6, pattern, require_vm, sh,  # noqa: E402
                       sysctl, udp6)
 from rcv_probe import by_addr, by_index, by_name, iio, probe  # noqa: E402
@@ -354,7 +354,7 @@ def scenarios():
 def main():
     require_vm("ipv6_callers")
     ktap = Ktap("ipv6_callers: ICMPv6 global limit and PROBE, built-in C vs rust_icmp")
-    run_differential(ktap, scenarios())
+    run_differential(ktap, select(scenarios(), sys.argv[1:]))
     ktap.finish()
 
 

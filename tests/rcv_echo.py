@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
-from difftest import Scenario, run_differential  # noqa: E402
+from difftest import Scenario, run_differential, select  # noqa: E402
 import socket  # noqa: E402
 
 from icmptest import (InNetns, Ktap, Topology, checksum, echo, icmp, ipv4,  # noqa: E402
@@ -218,7 +218,7 @@ def scenarios():
 def main():
     require_vm("rcv_echo")
     ktap = Ktap("rcv_echo: receive path, built-in C vs rust_icmp")
-    run_differential(ktap, scenarios())
+    run_differential(ktap, select(scenarios(), sys.argv[1:]))
     ktap.finish()
 
 

@@ -8,7 +8,6 @@ The dut sends a packet to an address on the link that nobody owns (its neighbour
 points at the peer, whose stack drops it); the peer captures it and answers with a crafted
 ICMP error quoting it, as a router would."""
 
-import fnmatch
 import os
 import socket
 import struct
@@ -16,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
-from difftest import Scenario, run_differential  # noqa: E402
+from difftest import Scenario, run_differential, select  # noqa: E402
 from icmptest import (IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_RECVERR,  # noqa: E402
                       FunctionCount, InNetns, Ktap, checksum, delivered, echo, errqueue, icmp, ipv4, mib, pattern, quote, require_vm,
                       route_get, sh, so_error, sysctl)
@@ -358,9 +357,7 @@ def scenarios():
 def main():
     require_vm("rcv_errors")
     ktap = Ktap("rcv_errors: ICMP errors received, built-in C vs rust_icmp")
-    want = sys.argv[1:]
-    run_differential(ktap, [sc for sc in scenarios()
-                            if not want or any(fnmatch.fnmatch(sc.name, w) for w in want)])
+    run_differential(ktap, select(scenarios(), sys.argv[1:]))
     ktap.finish()
 
 

@@ -18,6 +18,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
 from bpf import TCX_PASS, insn, tcx_attach  # noqa: E402
+import difftest  # noqa: E402
 from difftest import Scenario, run_differential  # noqa: E402
 from icmptest import (IP_RECVERR, FunctionCount, InNetns, Ktap, Topology, echo,  # noqa: E402
                       delivered, errqueue, icmp, mask_ipv4, mib, pattern, quote, require_vm, route_get,
@@ -331,7 +332,7 @@ def bpf_unavailable():
 def main():
     require_vm("rcv_paths")
     ktap = Ktap("rcv_paths: checksum states, IPsec, marks, tunnels, RFC 4884; C vs rust_icmp")
-    todo, skipped = scenarios(), []
+    todo, skipped = difftest.select(scenarios(), sys.argv[1:]), []
     reason = bpf_unavailable()
     if reason:
         skipped = [(sc.name, reason) for sc in todo if sc.name.startswith("csum_unnecessary")]

@@ -4,7 +4,6 @@
 by name, index, IPv4 and IPv6 address; answered, unknown and malformed; with
 net.ipv4.icmp_echo_enable_probe on and off. Built-in C vs rust_icmp, same boot."""
 
-import fnmatch
 import os
 import socket
 import struct
@@ -12,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
-from difftest import Scenario, run_differential  # noqa: E402
+from difftest import Scenario, run_differential, select  # noqa: E402
 from icmptest import InNetns, Ktap, icmp, require_vm, sh, sysctl  # noqa: E402
 
 DUT_V6 = "fd00::2"
@@ -162,9 +161,7 @@ def scenarios():
 def main():
     require_vm("rcv_probe")
     ktap = Ktap("rcv_probe: RFC 8335 PROBE, built-in C vs rust_icmp")
-    want = sys.argv[1:]
-    run_differential(ktap, [sc for sc in scenarios()
-                            if not want or any(fnmatch.fnmatch(sc.name, w) for w in want)])
+    run_differential(ktap, select(scenarios(), sys.argv[1:]))
     ktap.finish()
 
 

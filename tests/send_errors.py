@@ -9,7 +9,6 @@ selection, IP options, rate limits, VRF. Built-in C vs rust_icmp, same boot.
 Topology: peer 10.0.1.1 -- 10.0.1.2 dut 10.0.2.2 -- 10.0.2.1 far, the dut forwarding.
 The peer sends hand-built IP packets (fixed IP ID, so quotes are comparable)."""
 
-import fnmatch
 import os
 import socket
 import struct
@@ -18,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
-from difftest import Scenario, run_differential  # noqa: E402
+from difftest import Scenario, run_differential, select  # noqa: E402
 from icmptest import (InNetns, Ktap, RoutedTopology, echo, icmp, ipv4,  # noqa: E402
                       pattern, require_vm, sh, sysctl, vrf_setup)
 
@@ -682,9 +681,7 @@ def scenarios():
 def main():
     require_vm("send_errors")
     ktap = Ktap("send_errors: ICMP errors the host sends, built-in C vs rust_icmp")
-    want = sys.argv[1:]
-    run_differential(ktap, [sc for sc in scenarios()
-                            if not want or any(fnmatch.fnmatch(sc.name, w) for w in want)])
+    run_differential(ktap, select(scenarios(), sys.argv[1:]))
     ktap.finish()
 
 

@@ -22,6 +22,7 @@ icmp_global_allow, icmp_build_probe) moves no counter of the module: such a scen
 declares `proof=` instead (see Scenario).
 """
 
+import fnmatch
 import time
 import traceback
 
@@ -275,6 +276,19 @@ def check_proof(sc, c, rust):
                         "complete around the action (enabled, transition before and after: "
                         f"{rust.livepatch}), so the calls did not provably go to Rust")
     return problems
+
+
+def select(scenarios, patterns):
+    """The scenarios whose names match one of the shell-style `patterns` (a suite's command
+    line: `send_errors.py 'ratelimit_*'`), all of them if there are none. A pattern that
+    matches nothing is an error, not an empty run."""
+    if not patterns:
+        return list(scenarios)
+    unused = [p for p in patterns if not any(fnmatch.fnmatchcase(sc.name, p) for sc in scenarios)]
+    if unused:
+        raise SystemExit(f"no scenario matches {unused}; the scenarios are: "
+                         + " ".join(sc.name for sc in scenarios))
+    return [sc for sc in scenarios if any(fnmatch.fnmatchcase(sc.name, p) for p in patterns)]
 
 
 def run_differential(ktap, scenarios, skipped=(), load=load_module):
