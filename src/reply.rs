@@ -117,7 +117,12 @@ pub(crate) fn icmp_push_reply(
     let net = sk.net();
     let length = param.data_len + param.head_len;
     if param.replyopts.optlen() == 0 {
-        if let Some(mut m) = sk.new_message(length, &rt) {
+        let Ok(new) = sk.new_message(length, &rt) else {
+            // No memory for the buffer: `ip_append_data` failed (it counted `OutDiscards`).
+            stats::icmp_inc_stats(icmp, net, IcmpMib::OutErrors);
+            return;
+        };
+        if let Some(mut m) = new {
             if icmp_build_message(&mut m, param).is_err() {
                 // As when `icmp_glue_bits` fails in `ip_append_data`.
                 stats::icmp_inc_stats(icmp, net, IcmpMib::OutErrors);
