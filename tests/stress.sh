@@ -8,7 +8,9 @@
 #   hotswap.py     load/unload cycles while echo requests (each accounted) and datagrams
 #                  to a closed port flow; every request answered exactly once
 #   failures.sh    each allocation of insmod's init failed in turn; nothing left behind
-#   rcv_*.py, send_errors.py (the full run only)
+#   faults.py      allocations failed while the dut builds ICMP errors: the same errors
+#                  lost and counted as by the built-in code (differential)
+#   rcv_*.py, send_errors.py, ipv6_callers.py, xfrm.py (the full run only)
 #                  the differential suites: built-in C vs rust_icmp, each scenario compared
 #   hooks.py log_flood_remote_errors
 #                  60 ICMP errors whose handling C logs with net_dbg_ratelimited: debug
@@ -32,10 +34,10 @@ short=0
 [[ ${1:-} == short ]] && { short=1; shift; }
 tests=("$@")
 if ((${#tests[@]} == 0)); then
-	tests=(fuzz.sh hotswap.py failures.sh "hooks.py log_flood_remote_errors")
+	tests=(fuzz.sh hotswap.py failures.sh faults.py "hooks.py log_flood_remote_errors")
 	# The full run also puts the differential suites under KASAN, lockdep and kmemleak.
 	((short)) || tests=(rcv_echo.py rcv_probe.py rcv_errors.py rcv_paths.py send_errors.py
-		"${tests[@]}")
+		ipv6_callers.py xfrm.py "${tests[@]}")
 fi
 if ((short)); then
 	# About 18 minutes under TCG: the debug kernel fuzzes about 200 frames/s, and each fuzz
