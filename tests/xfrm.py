@@ -21,9 +21,9 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
 from difftest import Scenario, run_differential, select  # noqa: E402
-from icmptest import (IP_RECVERR, InNetns, Ktap, RoutedTopology, Topology,  # noqa: E402
-                      delivered, echo, errqueue, icmp, ipv4, mib, pattern, quote,
-                      require_vm, sh, so_error)
+from icmptest import (IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_RECVERR, InNetns,  # noqa: E402
+                      Ktap, RoutedTopology, Topology, delivered, echo, errqueue, icmp, ipv4,
+                      mib, pattern, quote, require_vm, route_get, sh, so_error)
 
 P, D, GHOST = Topology.PEER_ADDR, Topology.DUT_ADDR, Topology.GHOST
 SPI_IN, SPI_OUT = 0x1001, 0x2002        # peer->dut (reqid 1), dut->peer (reqid 2)
@@ -154,6 +154,14 @@ def observed(key, value):
     return check
 
 
+def observed_contains(key, text):
+    """Sanity of the C run: the observation `key` contains `text`."""
+    def check(r):
+        got = str(r.obs.get(key))
+        return None if text in got else f"expected {text!r} in {key}, got {got!r}"
+    return check
+
+
 def socket_got_port_unreach(r):
     """Sanity of the C run: the dut's socket queued the peer's port unreachable
     (ECONNREFUSED, from ICMP 3/3 sent by the peer)."""
@@ -211,6 +219,35 @@ def error_about_dut_datagram(esp_expected):
         t.obs["errqueue"] = errqueue(s)
         t.obs["so_error"] = so_error(s)
     return action
+
+
+def frag_needed_about_esp(t, send):
+    """The dut's UDP socket (DF) sends 1200 bytes to the peer over ESP; the peer, acting as a
+    router on a narrower link, answers "fragmentation needed, MTU 1000" in clear, quoting the
+    ESP packet. icmp_rcv hands it to ESP's err_handler (xfrm4_esp_err -> esp4_err), which
+    finds the state by the quoted SPI and lowers the path MTU to the peer. (The peer takes
+    the datagram on an open socket, so that it answers nothing itself.)"""
+    with InNetns(t.PEER):
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t.keep.append(sink)
+    sink.bind((t.PEER_ADDR, ESP_UDP_PORT))
+    with InNetns(t.DUT):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t.keep.append(s)
+    s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+    s.bind((t.DUT_ADDR, DUT_SPORT))
+    s.connect((t.PEER_ADDR, ESP_UDP_PORT))
+    s.send(pattern(1200))
+    pkt = t.cap.wait_for(lambda p: p[9] == 50)
+    before = mib(t.DUT)["IpInDelivers"]
+    send.icmp(t.DUT_ADDR, icmp(3, 4, struct.pack("!HH", 0, 1000), quote(pkt)))
+    delivered(t, before)
+    t.obs["route"] = route_get(t.DUT, t.PEER_ADDR)
+
+
+ESP_UDP_PORT = 50001
+UDP_OUT = f"src {D}/32 dst {P}/32 proto udp dport {ESP_UDP_PORT} dir out"
+UDP_IN = f"src {D}/32 dst {P}/32 proto udp dport {ESP_UDP_PORT} dir in"
 
 
 def ttl_exceeded_forwarded(t, send):
@@ -391,6 +428,11 @@ def scenarios():
                                   dut_sa_in_flags="flag icmp", **error_esp),
                       sanity=all_of(nothing, dropped("XFRM_POLICY")),
                       quiet="the reverse check refuses the quoted flow"))
+    # 6. An error about an ESP packet the dut sent: ESP's err_handler learns the path MTU.
+    s.append(Scenario("frag_needed_about_esp_packet", frag_needed_about_esp,
+                      setup=ipsec(dut=[f"{UDP_OUT} {TMPL_OUT}"],
+                                  peer=[f"{UDP_IN} {TMPL_OUT}"]),
+                      sanity=observed_contains("route", "mtu 1000")))
     s.append(Scenario("rcv_error_plain_in_policy_blocks", error_about_dut_datagram(False),
                       setup=ipsec(dut=[block_in, f"{QUOTED_REVERSE_IN} {TMPL_IN}"],
                                   dut_sa_in_flags="flag icmp"),
