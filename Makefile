@@ -21,6 +21,11 @@
 #                   KASAN, UBSAN, lockdep, kmemleak... in build/kernel-debug, and the
 #                   module built against it in build/module-debug/rust_icmp.ko (make check
 #                   builds and uses both kernels itself, and refuses DEBUG=1)
+#   KVER=7.3        (with make kernel only, for now) Linux 7.3 instead of 6.12: Debian
+#                   trixie-backports' linux-source-7.3, fetched into build/apt without
+#                   touching apt's configuration, built with clang-19 and rustc 1.86.0 and
+#                   CONFIG_RUST_INLINE_HELPERS in build/kernel-7.3. The port of the patch
+#                   series and the module is under way (docs/port-7.3.md)
 #   make setup      install the prerequisites (Debian 12)
 #   make clean      remove the module's build products (not the kernel)
 #   make distclean  remove build/ entirely
@@ -29,6 +34,13 @@ SHELL := /bin/bash
 TOP := $(CURDIR)
 DEBUG ?= 0
 export DEBUG
+KVER ?= 6.12
+export KVER
+ifeq ($(KVER),7.3)
+ifneq ($(filter-out kernel setup,$(or $(MAKECMDGOALS),all)),)
+$(error KVER=7.3 builds only the kernel so far (make kernel KVER=7.3): rust_icmp and its patch series are not ported yet, see docs/port-7.3.md)
+endif
+endif
 ifeq ($(DEBUG),1)
 KDIR ?= $(TOP)/build/kernel-debug
 MOD := $(TOP)/build/module-debug
