@@ -31,7 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
-from difftest import Scenario, run_differential, select  # noqa: E402
+from difftest import Scenario, first_problem, run_differential, select  # noqa: E402
 from icmptest import InNetns, Ktap, ipv4, mib, pattern, require_vm, sysctl  # noqa: E402
 from send_errors import IP_MF, T, error, set_dut, udp  # noqa: E402
 
@@ -172,12 +172,6 @@ def out_errors(n, sent):
     return check
 
 
-def both(*checks):
-    def check(r):
-        return next((m for m in (f(r) for f in checks) if m), None)
-    return check
-
-
 def scenarios():
     s = []
     frag_time = set_dut(ipfrag_time=2)
@@ -185,12 +179,12 @@ def scenarios():
                       topology=T, setup=frag_time, sanity=out_errors(3, 0)))
     s.append(Scenario("reassembly_timeouts_first_allocation_fails",
                       reassembly_timeouts(3, times=1), topology=T, setup=frag_time,
-                      sanity=both(out_errors(1, 2), error(11, 1, n=2))))
+                      sanity=first_problem(out_errors(1, 2), error(11, 1, n=2))))
     s.append(Scenario("ttl_exceeded_all_allocations_fail", syns_with_ttl_1(3), topology=T,
                       setup=peer_tcp, mask=SYN_ERROR_MASK, sanity=out_errors(3, 0)))
     s.append(Scenario("ttl_exceeded_first_allocation_fails", syns_with_ttl_1(3, times=1),
                       topology=T, setup=peer_tcp, mask=SYN_ERROR_MASK,
-                      sanity=both(out_errors(1, 2), error(11, 0, n=2))))
+                      sanity=first_problem(out_errors(1, 2), error(11, 0, n=2))))
     return s
 
 

@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
-from difftest import Scenario, run_differential, select  # noqa: E402
+from difftest import Scenario, in_order, run_differential, select  # noqa: E402
 from icmptest import (InNetns, Ktap, Topology6, ipv6, pattern, require_vm, sh,  # noqa: E402
                       sysctl, udp6)
 from rcv_probe import by_addr, by_index, by_name, iio, probe  # noqa: E402
@@ -150,13 +150,6 @@ GLOBAL_0 = dict(icmp_msgs_per_sec=0, icmp_msgs_burst=0, ipv6_icmp__ratelimit=0)
 def far_mtu_1280(t):
     sh(f"ip -n {t.DUT} link set veth1 mtu 1280")
     sh(f"ip -n {t.FAR} link set veth0 mtu 1280")
-
-
-def both(*setups):
-    def setup(t):
-        for f in setups:
-            f(t)
-    return setup
 
 
 # ---------------------------------------------------------------------------------------
@@ -309,7 +302,7 @@ def scenarios():
     # Exempt from the global limit even with an empty bucket: the C callers must not reach
     # icmp_global_allow (and the Rust module, loaded, must change nothing).
     add("pkt_too_big_global_limit_0", udp_to(far, 1400), error6(2, 0, info=1280), EXEMPT,
-        setup=both(far_mtu_1280, dut_sysctls(**GLOBAL_0)))
+        setup=in_order(far_mtu_1280, dut_sysctls(**GLOBAL_0)))
     add("ratemask_excludes_dest_unreach_global_limit_0", udp_to(dut, count=5),
         error6(1, 4, n=5), EXEMPT,
         setup=dut_sysctls(ipv6_icmp__ratemask="0,3-127", **GLOBAL_0))

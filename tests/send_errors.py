@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
-from difftest import Scenario, run_differential, select  # noqa: E402
+from difftest import Scenario, first_problem, in_order, run_differential, select  # noqa: E402
 from icmptest import (InNetns, Ktap, RoutedTopology, echo, icmp, ipv4,  # noqa: E402
                       pattern, require_vm, sh, sysctl, vrf_setup)
 
@@ -282,13 +282,6 @@ def marked_errors(t):
     return {"marked errors at OUTPUT": out.split("counter packets ")[1].split()[0]}
 
 
-def both(*setups):
-    def setup(t):
-        for f in setups:
-            f(t)
-    return setup
-
-
 def udp_to_loopback(n):
     """The dut sends `n` datagrams to a closed port of its own over lo: neither the per-peer
     nor (lo being the incoming device) the global limit applies to the errors."""
@@ -306,12 +299,6 @@ def counted(counter, n):
     def check(r):
         got = r.mib.get(counter, 0)
         return None if got == n else f"expected {counter} {n}, got {got}"
-    return check
-
-
-def both_checks(*checks):
-    def check(r):
-        return next((m for m in (f(r) for f in checks) if m), None)
     return check
 
 
@@ -604,7 +591,7 @@ def scenarios():
     # the draws' distribution.
     s.append(Scenario("ratelimit_per_peer_burst_20", send_ip(udp_to(dut), count=20),
                       topology=T, setup=set_dut(icmp_ratelimit=10000),
-                      sanity=both_checks(error(3, 3, n=6), counted("IcmpOutRateLimitHost", 14))))
+                      sanity=first_problem(error(3, 3, n=6), counted("IcmpOutRateLimitHost", 14))))
     s.append(Scenario("ratelimit_global_credit_10", global_credit(10, 30), topology=T,
                       setup=set_dut(icmp_ratelimit=0), bounds=global_credit_bounds(10, 30)))
     s.append(Scenario("ratelimit_global_draw_distribution", draw_trials(200), topology=T,
@@ -662,7 +649,7 @@ def scenarios():
     s.append(Scenario("two_cpus_echo_and_errors", from_two_cpus(200), topology=T,
                       setup=set_dut(icmp_ratelimit=0, icmp_msgs_per_sec=100000,
                                     icmp_msgs_burst=100000),
-                      sanity=both_checks(counted("IcmpOutEchoReps", 200),
+                      sanity=first_problem(counted("IcmpOutEchoReps", 200),
                                          counted("IcmpOutDestUnreachs", 200)),
                       verify=on_both_cpus(200), bounds=same_in_any_order))
 
@@ -671,7 +658,7 @@ def scenarios():
     # by the per-peer limit).
     no_global = set_dut(icmp_msgs_per_sec=0, icmp_msgs_burst=0)
     s.append(Scenario("frag_needed_global_limit_0", send_ip(udp_to(far, 1400, frag=IP_DF)),
-                      setup=both(far_mtu(1280), no_global), topology=T,
+                      setup=in_order(far_mtu(1280), no_global), topology=T,
                       sanity=error(3, 4, info=1280)))
     s.append(Scenario("loopback_exempt_from_limits", udp_to_loopback(10), topology=T,
                       setup=no_global, sanity=unreachs(10)))

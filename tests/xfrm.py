@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
-from difftest import Scenario, run_differential, select  # noqa: E402
+from difftest import Scenario, first_problem, in_order, run_differential, select  # noqa: E402
 from icmptest import (IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_RECVERR, InNetns,  # noqa: E402
                       Ktap, RoutedTopology, Topology, delivered, echo, errqueue, icmp, ipv4,
                       mib, pattern, quote, require_vm, route_get, sh, so_error)
@@ -127,14 +127,10 @@ def sent(*expected, ignore_udp=False):
     return check
 
 
-def all_of(*checks):
-    """A sanity check made of several: the first complaint of `checks`, in order, or None."""
+def counted_once(counter):
+    """Sanity of the C run: `counter` moved by exactly 1."""
     def check(r):
-        for c in checks:
-            msg = c(r)
-            if msg:
-                return msg
-        return None
+        return None if r.mib.get(counter) == 1 else f"expected {counter} 1"
     return check
 
 
@@ -277,14 +273,6 @@ def tunnel_sa(t):
            f"mode tunnel {CRYPTO}")
 
 
-def both(*setups):
-    """A setup that runs `setups` in order."""
-    def setup(t):
-        for f in setups:
-            f(t)
-    return setup
-
-
 # ---------------------------------------------------------------------------------------
 
 def scenarios():
@@ -301,8 +289,7 @@ def scenarios():
     # route; the reply is counted, then discarded by the blackhole.
     s.append(Scenario("echo_reply_policy_without_state", echo_request,
                       setup=ipsec(dut=[f"{ICMP_OUT} {TMPL_OUT}"], dut_states=False),
-                      sanity=all_of(sent(), lambda r: None if r.mib.get("IcmpOutEchoReps") == 1
-                                    else "expected IcmpOutEchoReps 1")))
+                      sanity=first_problem(sent(), counted_once("IcmpOutEchoReps"))))
     # icmp_reply's flow has no ICMP type/code (0/0), whatever the reply: a policy selecting
     # type 0 blocks a timestamp reply, one selecting type 14 does not match it. (For the same
     # reason C counts the timestamp reply as IcmpOutEchoReps.)
@@ -391,7 +378,7 @@ def scenarios():
     # the peer's tunnel-mode input re-injects on veth0 before dropping it: no input policy.)
     s.append(Scenario("relookup_forwarded_reverse_tunnel", ttl_exceeded_forwarded,
                       topology=RoutedTopology,
-                      setup=both(tunnel_sa, ipsec(dut=[
+                      setup=in_order(tunnel_sa, ipsec(dut=[
                           f"{FORWARDED_REVERSE_OUT} flag icmp tmpl src {D} dst {P} proto esp "
                           "reqid 3 mode tunnel"])),
                       mask=TUNNEL_MASK, sanity=sent(("esp", 0x3003, "proto 4"), ("plain", 11, 0))))
@@ -406,27 +393,27 @@ def scenarios():
     error_esp = dict(peer=[f"{PEER_ICMP_OUT} {TMPL_IN}"])
     block_in = f"{ICMP_IN} {BLOCK}"
     refused = socket_got_port_unreach
-    nothing = all_of(observed("errqueue", []), observed("so_error", 0))
+    nothing = first_problem(observed("errqueue", []), observed("so_error", 0))
     s.append(Scenario("rcv_error_esp_state_flag_icmp_reverse_esp",
                       error_about_dut_datagram(True),
                       setup=ipsec(dut=[block_in, f"{QUOTED_REVERSE_IN} {TMPL_IN}"],
                                   dut_sa_in_flags="flag icmp", **error_esp),
-                      sanity=all_of(refused, sent(ignore_udp=True))))
+                      sanity=first_problem(refused, sent(ignore_udp=True))))
     s.append(Scenario("rcv_error_esp_state_flag_icmp_no_reverse_policy",
                       error_about_dut_datagram(True),
                       setup=ipsec(dut=[block_in], dut_sa_in_flags="flag icmp", **error_esp),
-                      sanity=all_of(refused, sent(ignore_udp=True))))
+                      sanity=first_problem(refused, sent(ignore_udp=True))))
     s.append(Scenario("rcv_error_esp_state_without_flag_icmp",
                       error_about_dut_datagram(True),
                       setup=ipsec(dut=[block_in, f"{QUOTED_REVERSE_IN} {TMPL_IN}"],
                                   **error_esp),
-                      sanity=all_of(nothing, dropped("XFRM_POLICY")),
+                      sanity=first_problem(nothing, dropped("XFRM_POLICY")),
                       quiet="the error is dropped by the input policy check"))
     s.append(Scenario("rcv_error_esp_state_flag_icmp_reverse_blocks",
                       error_about_dut_datagram(True),
                       setup=ipsec(dut=[block_in, f"{QUOTED_REVERSE_IN} {BLOCK}"],
                                   dut_sa_in_flags="flag icmp", **error_esp),
-                      sanity=all_of(nothing, dropped("XFRM_POLICY")),
+                      sanity=first_problem(nothing, dropped("XFRM_POLICY")),
                       quiet="the reverse check refuses the quoted flow"))
     # 6. An error about an ESP packet the dut sent: ESP's err_handler learns the path MTU.
     s.append(Scenario("frag_needed_about_esp_packet", frag_needed_about_esp,
@@ -436,7 +423,7 @@ def scenarios():
     s.append(Scenario("rcv_error_plain_in_policy_blocks", error_about_dut_datagram(False),
                       setup=ipsec(dut=[block_in, f"{QUOTED_REVERSE_IN} {TMPL_IN}"],
                                   dut_sa_in_flags="flag icmp"),
-                      sanity=all_of(nothing, dropped("XFRM_POLICY")),
+                      sanity=first_problem(nothing, dropped("XFRM_POLICY")),
                       quiet="an error in clear has no state, so no reverse check"))
     return s
 

@@ -278,6 +278,21 @@ def check_proof(sc, c, rust):
     return problems
 
 
+def in_order(*setups):
+    """A Scenario setup= that runs `setups` one after the other."""
+    def setup(t):
+        for f in setups:
+            f(t)
+    return setup
+
+
+def first_problem(*checks):
+    """A sanity=/verify= check made of several: the first complaint of `checks`, or None."""
+    def check(r):
+        return next((m for m in (f(r) for f in checks) if m), None)
+    return check
+
+
 def select(scenarios, patterns):
     """The scenarios whose names match one of the shell-style `patterns` (a suite's command
     line: `send_errors.py 'ratelimit_*'`), all of them if there are none. A pattern that
