@@ -12,20 +12,19 @@
 #                   and the kernel crate with the patch series; checkpatch --strict on
 #                   each patch
 #   make fuzz       the fuzzer alone (FUZZ_ARGS="--mode diff --seed 7 --count 5000")
-#   make kernel     only the kernel (build/kernel)
+#   make kernel     only the kernel (build/kernel-7.3)
 #   make module     the kernel if needed, then rust_icmp.ko (what plain make does)
 #   make tools      the tests' user-space tools (icmpfuzz, icmpflood) in build/tools
 #   make selftest-tools  nettest, the selftests' socket helper, from the kernel tree
 #   make fmt        rustfmt the module's sources
 #   DEBUG=1         (with make, kernel, module, fuzz, bench) the debug kernel instead:
-#                   KASAN, UBSAN, lockdep, kmemleak... in build/kernel-debug, and the
+#                   KASAN, UBSAN, lockdep, kmemleak... in build/kernel-debug-7.3, and the
 #                   module built against it in build/module-debug/rust_icmp.ko (make check
 #                   builds and uses both kernels itself, and refuses DEBUG=1)
-#   KVER=7.3        (with make kernel only, for now) Linux 7.3 instead of 6.12: Debian
-#                   trixie-backports' linux-source-7.3, fetched into build/apt without
-#                   touching apt's configuration, built with clang-19 and rustc 1.86.0 and
-#                   CONFIG_RUST_INLINE_HELPERS in build/kernel-7.3. The port of the patch
-#                   series and the module is under way (docs/port-7.3.md)
+#
+# The kernel is Linux 7.3 (Debian trixie-backports' linux-source-7.3, fetched into build/apt
+# without touching apt's configuration) with the patch series of linux/patches-7.3, built
+# with clang-19 and rustc 1.86.0 and CONFIG_RUST_INLINE_HELPERS.
 #   make setup      install the prerequisites (Debian 12)
 #   make clean      remove the module's build products (not the kernel)
 #   make distclean  remove build/ entirely
@@ -34,26 +33,27 @@ SHELL := /bin/bash
 TOP := $(CURDIR)
 DEBUG ?= 0
 export DEBUG
-KVER ?= 6.12
+KVER ?= 7.3
 export KVER
-ifeq ($(KVER),7.3)
-ifneq ($(filter-out kernel setup,$(or $(MAKECMDGOALS),all)),)
-$(error KVER=7.3 builds only the kernel so far (make kernel KVER=7.3): rust_icmp and its patch series are not ported yet, see docs/port-7.3.md)
+ifneq ($(KVER),7.3)
+$(error KVER=$(KVER): rust_icmp runs on Linux 7.3; commit 156c5c8 is the last one for 6.12)
 endif
-endif
+SRC := $(TOP)/build/linux-src-7.3
+KDIR_DEBUG := $(TOP)/build/kernel-debug-7.3
 ifeq ($(DEBUG),1)
-KDIR ?= $(TOP)/build/kernel-debug
+KDIR ?= $(KDIR_DEBUG)
 MOD := $(TOP)/build/module-debug
 KO := $(MOD)/rust_icmp.ko
-KLLVM := LLVM=1
 else
-KDIR ?= $(TOP)/build/kernel
-# Kbuild writes objects next to the sources; build from a mirror under build/module so that
-# src/ holds only what is committed (cp -p keeps mtimes, so rebuilds stay incremental).
+KDIR ?= $(TOP)/build/kernel-7.3
 MOD := $(TOP)/build/module
 KO := $(TOP)/rust_icmp.ko
-KLLVM :=
 endif
+# clang-19 and rustc 1.86.0 share LLVM 19: rust/helpers inline into the module too.
+KLLVM := LLVM=-19
+# Kbuild's MO=: the module's objects go to $(MOD), src/ holds only what is committed, and
+# rustc's diagnostics name the files in src/.
+KMOD := M=$(TOP) MO=$(MOD)
 ENV := source $(TOP)/scripts/env.sh &&
 # Runs a command in the VM booted on $(KDIR)'s kernel, with the module built for it.
 VM := KERNEL=$(KDIR)/arch/x86/boot/bzImage qemu/run env RUST_ICMP_MODULE=$(KO)
@@ -70,11 +70,9 @@ kernel: setup
 	@scripts/kernel
 
 module: kernel
-	@mkdir -p $(MOD)/src
-	@cp -p Kbuild $(MOD)/
-	@for f in $(MOD)/src/*.rs; do [ -e "src/$${f##*/}" ] || rm -f "$$f"; done
-	@cp -p src/*.rs $(MOD)/src/
-	@$(ENV) $(MAKE) -s -C $(KDIR) M=$(MOD) $(KLLVM) modules
+	@# Sources left in $(MOD) by the old mirror would shadow src/.
+	@mkdir -p $(MOD) && rm -f $(MOD)/Kbuild $(MOD)/src/*.rs
+	@$(ENV) $(MAKE) -s -C $(KDIR) $(KMOD) $(KLLVM) modules
 	@[ $(MOD)/rust_icmp.ko -ef $(KO) ] || cp -p $(MOD)/rust_icmp.ko $(KO)
 	@echo "built $(KO)"
 
@@ -135,10 +133,10 @@ STRESS ?=
 STRESS_SMP ?= $(if $(STRESS),2,4)
 # The short run is bounded at 45 minutes (it takes about 20), the full one at 4 hours.
 stress:
-	@$(MAKE) -s DEBUG=1 KDIR=$(TOP)/build/kernel-debug module tools
+	@$(MAKE) -s DEBUG=1 KDIR=$(KDIR_DEBUG) module tools
 	@mkdir -p build/logs; set -o pipefail; \
 	QEMU_SMP=$(STRESS_SMP) QEMU_TIMEOUT=$(if $(STRESS),2700,14400) \
-		KERNEL=$(TOP)/build/kernel-debug/arch/x86/boot/bzImage qemu/run \
+		KERNEL=$(KDIR_DEBUG)/arch/x86/boot/bzImage qemu/run \
 		env RUST_ICMP_MODULE=$(TOP)/build/module-debug/rust_icmp.ko tests/stress.sh $(STRESS) \
 		2>&1 | tee build/logs/stress.log
 
@@ -148,7 +146,7 @@ bench: module tools
 	@KERNEL=$(KDIR)/arch/x86/boot/bzImage RUST_ICMP_MODULE=$(KO) tools/bench/run
 
 # nettest, the socket helper of the kernel's selftests, built from the kernel tree.
-SELFTEST_SRC := $(TOP)/build/linux-src/tools/testing/selftests/net
+SELFTEST_SRC := $(SRC)/tools/testing/selftests/net
 selftest-tools: kernel
 	@mkdir -p build/selftests
 	@gcc -O2 -Wall -o build/selftests/nettest $(SELFTEST_SRC)/nettest.c
@@ -156,10 +154,11 @@ selftest-tools: kernel
 selftests: module selftest-tools
 	@QEMU_TIMEOUT=14400 $(VM) tests/selftests.sh
 
-# The Rust files the patch series adds or changes in the kernel tree.
-PATCHED_RS = $(shell sed -n 's|^+++ b/\(rust/.*\.rs\)$$|\1|p' linux/patches/*.patch | sort -u)
+# The patch series (without its cover letter) and the Rust files it adds or changes.
+SERIES = $(filter-out %/0000-cover-letter.patch,$(wildcard linux/patches-7.3/*.patch))
+PATCHED_RS = $(shell sed -n 's|^+++ b/\(rust/.*\.rs\)$$|\1|p' $(SERIES) | sort -u)
 RUSTFMT = $(ENV) "$$(rustup which rustfmt)" --edition 2021 \
-	--config-path $(TOP)/build/linux-src/.rustfmt.toml
+	--config-path $(SRC)/.rustfmt.toml
 
 lint: kernel
 	@$(RUSTFMT) --check src/rust_icmp.rs
@@ -167,27 +166,27 @@ lint: kernel
 	@# own. New files without a MAINTAINERS entry are the one warning let through (the series
 	@# adds files under rust/, which a submission's cover letter assigns). Debian's python3
 	@# first in PATH: spdxcheck needs python3-ply and python3-git.
-	@cd build/linux-src && for p in $(TOP)/linux/patches/*.patch; do \
+	@cd $(SRC) && for p in $(addprefix $(TOP)/,$(SERIES)); do \
 		PATH=/usr/bin:$$PATH perl scripts/checkpatch.pl --strict --quiet --no-summary \
 			--terse --ignore FILE_PATH_CHANGES "$$p" || \
 			{ echo "lint: checkpatch complains about $${p##*/}" >&2; exit 1; }; \
 	done
-	@cd build/linux-src && $(RUSTFMT) --check $(PATCHED_RS)
+	@cd $(SRC) && $(RUSTFMT) --check $(PATCHED_RS)
 	@# The kernel crate: clippy (its object removed, so that it is built again under clippy,
 	@# in this build tree only: make check's debug build shares the source; the next build
-	@# without CLIPPY builds it once more, a minute), then rustdoc (always run). Any warning
-	@# fails.
+	@# without CLIPPY builds it once more, a minute), then rustdoc (always run). A warning in
+	@# a file the series adds or changes fails (scripts/rust-warnings); the rest of the
+	@# kernel crate is upstream's.
 	@rm -f $(KDIR)/rust/kernel.o
 	@for t in "CLIPPY=1 vmlinux:clippy" "rustdoc:rustdoc"; do \
-		out=$$($(ENV) $(MAKE) -s -C $(TOP)/build/linux-src O=$(KDIR) BINDGEN=$$BINDGEN \
-			$(KLLVM) $${t%:*} 2>&1) && ! printf '%s\n' "$$out" | grep -q '^warning' || \
-			{ printf '%s\n' "$$out"; echo "lint: $${t#*:} warns on the kernel crate" >&2; \
-			exit 1; }; \
+		out=$$($(ENV) $(MAKE) -s -C $(SRC) O=$(KDIR) BINDGEN=$$BINDGEN \
+			$(KLLVM) $${t%:*} 2>&1) || { printf '%s\n' "$$out"; exit 1; }; \
+		printf '%s\n' "$$out" | scripts/rust-warnings $(PATCHED_RS) || \
+			{ echo "lint: $${t#*:} warns on the series" >&2; exit 1; }; \
 	done
-	@mkdir -p $(MOD)/src && cp -p Kbuild $(MOD)/ && cp -p src/*.rs $(MOD)/src/
-	@touch $(MOD)/src/rust_icmp.rs
-	@$(ENV) $(MAKE) -s -C $(KDIR) M=$(MOD) CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
-	@touch $(MOD)/src/rust_icmp.rs
+	@mkdir -p $(MOD) && rm -f $(MOD)/src/rust_icmp.o
+	@$(ENV) $(MAKE) -s -C $(KDIR) $(KMOD) $(KLLVM) CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
+	@rm -f $(MOD)/src/rust_icmp.o
 	@for t in icmpfuzz icmpflood; do \
 		$(ENV) cargo fmt --check --manifest-path tools/$$t/Cargo.toml && \
 		$(ENV) cargo clippy --release --quiet --manifest-path tools/$$t/Cargo.toml \

@@ -62,6 +62,7 @@ pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: OwnedSkBuff) {
         },
         head_len: IcmpHdr::LEN,
         replyopts: IpOptionsData::new(),
+        ext: None,
     };
     icmp_reply(ctx.icmp, Reply::Copy(&mut param), ctx.rcu);
     skb.consume();
@@ -98,6 +99,7 @@ pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), Drop
         },
         head_len: IcmpHdr::LEN + 12,
         replyopts: IpOptionsData::new(),
+        ext: None,
     };
     icmp_reply(ctx.icmp, Reply::Copy(&mut param), ctx.rcu);
     Ok(())

@@ -24,8 +24,8 @@ use kernel::{
         Be16, Be32,
     },
     str::CStr,
+    sync::aref::ARef,
     sync::rcu,
-    types::ARef,
 };
 
 use crate::unreach::{EXTOBJ_HDR_LEN, EXT_HDR_LEN};
@@ -75,12 +75,9 @@ impl Iio {
 /// What the object asks for, or that it is malformed.
 enum Lookup {
     Malformed,
-    /// The identifier is valid; the device, if one matches.
+    /// The identifier is valid; the device, if one matches. Without IPv6 in the kernel, an
+    /// IPv6 address is malformed, as in C.
     Found(Option<ARef<NetDevice>>),
-    /// An IPv6 address that cannot be looked up (IPv6 is configured but not running, as with
-    /// `ipv6.disable=1`: `ipv6_stub`'s lookup fails): the request is discarded. Without IPv6
-    /// in the kernel the object is malformed, as in C.
-    Discard,
 }
 
 /// Finds the device an object identifies (C's `switch (iio->extobj_hdr.class_type)`).
@@ -134,12 +131,7 @@ fn lookup(iio: &Iio, net: &kernel::net::namespace::Net, rcu: &rcu::Guard) -> Loo
 
 #[cfg(CONFIG_IPV6)]
 fn ipv6_lookup(net: &kernel::net::namespace::Net, addr: &[u8; 16], rcu: &rcu::Guard) -> Lookup {
-    match NetDevice::get_by_ipv6_addr(net, addr, rcu) {
-        Ok(dev) => Lookup::Found(dev),
-        // If IPv6 identifier lookup is unavailable, silently discard the request instead of
-        // misreporting NO_IF.
-        Err(_) => Lookup::Discard,
-    }
+    Lookup::Found(NetDevice::get_by_ipv6_addr(net, addr, rcu))
 }
 
 #[cfg(not(CONFIG_IPV6))]
@@ -150,7 +142,7 @@ fn ipv6_lookup(_net: &kernel::net::namespace::Net, _addr: &[u8; 16], _rcu: &rcu:
 /// `icmp_build_probe`: turns the header of an extended echo request into the reply's.
 /// Returns false if the request must not be answered: PROBE is disabled
 /// (`net.ipv4.icmp_echo_enable_probe`, off by default per RFC 8335), the L-bit (probe of
-/// this node's interfaces) is clear, or an IPv6 address cannot be looked up.
+/// this node's interfaces) is clear.
 pub(crate) fn icmp_build_probe(skb: &SkBuff, icmph: &mut IcmpHdr) -> bool {
     let rcu = rcu::read_lock();
     let Some(net) = skb.dev(&rcu).map(|d| d.net(&rcu)) else {
@@ -184,7 +176,6 @@ pub(crate) fn icmp_build_probe(skb: &SkBuff, icmph: &mut IcmpHdr) -> bool {
             icmph.code = ICMP_EXT_CODE_MAL_QUERY;
             return true;
         }
-        Lookup::Discard => return false,
         Lookup::Found(None) => {
             icmph.code = ICMP_EXT_CODE_NO_IF;
             return true;

@@ -116,11 +116,15 @@ pub(crate) fn icmpv4_xrlim_allow(
     if !apply_ratelimit {
         return true;
     }
+    let peer_timeout = net.sysctl_icmp_ratelimit();
     let rc = match rt.dev(rcu) {
+        // A timeout of 0 turns the per-peer limit off: no peer entry is looked up or made.
+        _ if peer_timeout == 0 => true,
+        // No rate limit on loopback.
         Some(dev) if dev.is_loopback() => true,
         dev => {
             let vif = dev.map_or(0, |d| d.l3mdev_master_ifindex_rcu(rcu));
-            net.inet_peer_xrlim_allow(rcu, fl4.daddr(), vif, net.sysctl_icmp_ratelimit())
+            net.inet_peer_xrlim_allow(rcu, fl4.daddr(), vif, peer_timeout)
         }
     };
     if rc {

@@ -6,8 +6,8 @@ use kernel::{
     net::{
         ipv4::{
             icmp::{
-                self, IcmpMib, ICMP_ADDRESS, ICMP_ADDRESSREPLY, ICMP_ECHO, ICMP_EXT_ECHO,
-                ICMP_EXT_ECHOREPLY, ICMP_TIMESTAMP, NR_ICMP_TYPES,
+                self, IcmpMib, ICMP_ADDRESS, ICMP_ADDRESSREPLY, ICMP_ECHO, ICMP_ECHOREPLY,
+                ICMP_EXT_ECHO, ICMP_EXT_ECHOREPLY, ICMP_TIMESTAMP, NR_ICMP_TYPES,
             },
             route::{RTCF_BROADCAST, RTCF_MULTICAST},
             IcmpHdr, IpHdr, XFRM_STATE_ICMP,
@@ -46,6 +46,8 @@ pub(crate) enum Handler {
 enum Next {
     Consume,
     Handover(fn(&Ctx<'_>, OwnedSkBuff)),
+    /// An echo reply or extended echo reply, for `ping_rcv`, which consumes or frees it.
+    PingRcv,
 }
 
 /// `struct icmp_control`: an entry of [`ICMP_POINTERS`].
@@ -62,7 +64,7 @@ const fn entry(handler: Handler, error: bool) -> IcmpControl {
 
 /// `icmp_pointers[]`: how each type 0..=18 is handled (icmp.c's table, same order).
 pub(crate) static ICMP_POINTERS: [IcmpControl; NR_ICMP_TYPES as usize + 1] = [
-    /* ICMP_ECHOREPLY */ entry(Borrows(ping_rcv), false),
+    /* ICMP_ECHOREPLY */ entry(Takes(ping_rcv), false),
     /* 1 */ entry(Borrows(icmp_discard), true),
     /* 2 */ entry(Borrows(icmp_discard), true),
     /* ICMP_DEST_UNREACH */ entry(Borrows(unreach::icmp_unreach), true),
@@ -98,9 +100,10 @@ fn icmp_discard(_ctx: &Ctx<'_>, _skb: &mut SkBuff) -> Result<(), DropReason> {
 }
 
 /// The table's entry for echo replies: `ping_rcv` (ping.c) queues them on the ping socket
-/// whose identifier they carry.
-fn ping_rcv(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
-    icmp::ping_rcv(skb, ctx.rcu)
+/// whose identifier they carry. As in C, `icmp_rcv` hands echo replies to `ping_rcv` before
+/// it looks at the table, so this entry is never used.
+fn ping_rcv(ctx: &Ctx<'_>, skb: OwnedSkBuff) {
+    let _ = icmp::ping_rcv(skb, ctx.rcu);
 }
 
 /// `icmp_rcv`: the entry point for every ICMP message delivered to this host.
@@ -129,6 +132,10 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff, rcu: &rcu::Guard) -> i
             handler(&ctx, skb);
             NET_RX_SUCCESS
         }
+        Ok(Next::PingRcv) => match icmp::ping_rcv(skb, rcu) {
+            Ok(()) => NET_RX_SUCCESS,
+            Err(_) => NET_RX_DROP,
+        },
         Err(reason) => {
             ctx.mibs.count_drop(reason);
             skb.drop_reason(reason);
@@ -194,16 +201,6 @@ fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<Nex
     if type_ == ICMP_EXT_ECHO {
         return Ok(Next::Handover(echo::icmp_echo));
     }
-    if type_ == ICMP_EXT_ECHOREPLY {
-        return icmp::ping_rcv(skb, ctx.rcu).map(|()| Next::Consume);
-    }
-
-    // 18 is the highest 'known' ICMP type. Anything else is a mystery.
-    // RFC 1122: 3.2.2 Unknown ICMP messages types MUST be silently discarded.
-    let Some(control) = ICMP_POINTERS.get(usize::from(type_)) else {
-        mibs.icmp_inc_stats(IcmpMib::InErrors);
-        return Err(DropReason::UNHANDLED_PROTO);
-    };
 
     if rt_flags & (RTCF_BROADCAST | RTCF_MULTICAST) != 0 {
         // RFC 1122: 3.2.2.6 An ICMP_ECHO to broadcast MAY be silently ignored (we let the
@@ -218,6 +215,17 @@ fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<Nex
             return Err(DropReason::INVALID_PROTO);
         }
     }
+
+    if type_ == ICMP_EXT_ECHOREPLY || type_ == ICMP_ECHOREPLY {
+        return Ok(Next::PingRcv);
+    }
+
+    // 18 is the highest 'known' ICMP type. Anything else is a mystery.
+    // RFC 1122: 3.2.2 Unknown ICMP messages types MUST be silently discarded.
+    let Some(control) = ICMP_POINTERS.get(usize::from(type_)) else {
+        mibs.icmp_inc_stats(IcmpMib::InErrors);
+        return Err(DropReason::UNHANDLED_PROTO);
+    };
 
     match control.handler {
         Borrows(handler) => handler(ctx, skb).map(|()| Next::Consume),

@@ -15,7 +15,6 @@
 //! fragmentation, no IPsec, ...), the request's own buffer goes back instead, rewritten: no
 //! allocation, no copy, no checksum over the data. The bytes on the wire are the same.
 
-use core::mem::MaybeUninit;
 use kernel::{
     net::{
         checksum::Wsum,
@@ -26,7 +25,7 @@ use kernel::{
                 fib_compute_spec_dst, FragSkb, GetFrag, IpOptionsData, IpcmCookie, NewMessage,
                 Reused, XmitSock,
             },
-            IcmpHdr, INET_DSCP_MASK, IPPROTO_ICMP,
+            IcmpHdr, IPPROTO_ICMP,
         },
         skb::{OwnedSkBuff, SkBuff},
         Be32,
@@ -35,7 +34,7 @@ use kernel::{
     sync::{bh, rcu},
 };
 
-use crate::{ratelimit, rcv, stats, Icmp};
+use crate::{ext::IcmpExtTail, ratelimit, rcv, stats, Icmp};
 
 /// The header part of a message: `struct icmp_bxm.data`.
 #[derive(Clone, Copy, Default)]
@@ -76,24 +75,46 @@ pub(crate) struct IcmpBxm<'a> {
     pub(crate) head_len: usize,
     /// IP options of the message.
     pub(crate) replyopts: IpOptionsData,
+    /// For an error with ICMP extensions: the payload is `skb`'s first `ext.quoted()` bytes
+    /// from `offset`, then the tail (`data_len` covers both).
+    pub(crate) ext: Option<IcmpExtTail>,
+}
+
+impl IcmpBxm<'_> {
+    /// Copies the payload's bytes from `offset` into `to` and returns their checksum (C's
+    /// `skb_copy_and_csum_bits` from `icmp_param->skb`, which is the extended clone of the
+    /// datagram when there is an extension). `None` if they are not all in the payload.
+    fn copy_and_csum(&self, offset: usize, to: &mut [u8]) -> Option<Wsum> {
+        let Some(ext) = &self.ext else {
+            return self
+                .skb
+                .copy_and_csum_bits_into(self.offset + i32::try_from(offset).ok()?, to);
+        };
+        if offset + to.len() > ext.len() {
+            return None;
+        }
+        // The part quoted from the datagram, then the tail's bytes.
+        let from_skb = ext.quoted().saturating_sub(offset).min(to.len());
+        let (head, rest) = to.split_at_mut(from_skb);
+        let mut sum = Wsum::ZERO;
+        if !head.is_empty() {
+            sum = self
+                .skb
+                .copy_and_csum_bits_into(self.offset + i32::try_from(offset).ok()?, head)?;
+        }
+        for (i, b) in rest.iter_mut().enumerate() {
+            *b = ext.byte(offset + from_skb + i);
+        }
+        Some(sum.block_add(Wsum::ZERO.partial(rest), from_skb))
+    }
 }
 
 /// `icmp_glue_bits`: copies payload bytes into the packet being built and adds their checksum
 /// to the fragment's sum. Errors also get the conntrack entry of the packet they are about.
 impl GetFrag for IcmpBxm<'_> {
-    fn getfrag(
-        &self,
-        to: &mut [MaybeUninit<u8>],
-        offset: usize,
-        odd: usize,
-        skb: &mut FragSkb,
-    ) -> Result {
-        let offset = i32::try_from(offset).map_err(|_| EINVAL)?;
+    fn getfrag(&self, to: &mut [u8], offset: usize, odd: usize, skb: &mut FragSkb) -> Result {
         // C: BUG() if the range is not in the packet (`data_len` was computed from it).
-        let csum = self
-            .skb
-            .copy_and_csum_bits(self.offset + offset, to)
-            .ok_or(EFAULT)?;
+        let csum = self.copy_and_csum(offset, to).ok_or(EFAULT)?;
         skb.set_csum(skb.csum().block_add(csum, odd));
         if rcv::icmp_pointers_error(self.data.icmph.type_) {
             skb.nf_ct_attach(self.skb);
@@ -182,7 +203,14 @@ fn icmp_build_message(m: &mut NewMessage, param: &IcmpBxm<'_>) -> Result {
     let icmph = &head[..param.head_len];
     let head_sum = m.put_csum(icmph)?;
     let mut data_sum = Wsum::ZERO;
-    if param.data_len > 0 {
+    if let Some(ext) = &param.ext {
+        // The extended datagram: its first bytes, zeros, the extension structure.
+        let quoted = ext.quoted();
+        data_sum = m.put_copy_and_csum(param.skb, param.offset, quoted)?;
+        m.put_csum(&[0; 128][..ext.padding()])?;
+        data_sum = data_sum.block_add(m.put_csum(ext.ext())?, quoted + ext.padding());
+        m.nf_ct_attach(param.skb);
+    } else if param.data_len > 0 {
         data_sum = data_sum.block_add(
             m.put_copy_and_csum(param.skb, param.offset, param.data_len)?,
             0,
@@ -320,7 +348,7 @@ pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>, rcu: &rcu::Guard) {
     let opts = param.map(|p| &p.replyopts).filter(|o| o.optlen() != 0);
 
     let mut ipc = IpcmCookie::new();
-    sk.set_tos(iph.tos());
+    ipc.set_tos(iph.tos());
     ipc.set_mark(mark);
     let mut daddr = iph.saddr();
     ipc.set_addr(daddr);
@@ -339,7 +367,7 @@ pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>, rcu: &rcu::Guard) {
     fl4.set_saddr(saddr);
     fl4.set_mark(mark);
     fl4.set_uid(net.root_uid());
-    fl4.set_tos(iph.tos() & INET_DSCP_MASK);
+    fl4.set_dscp(iph.tos());
     fl4.set_proto(IPPROTO_ICMP);
     fl4.set_oif(skb.dev(rcu).map_or(0, |dev| dev.l3mdev_master_ifindex()));
     fl4.classify_from(skb);
@@ -385,6 +413,7 @@ pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>, rcu: &rcu::Guard) {
         data,
         head_len: IcmpHdr::LEN,
         replyopts: IpOptionsData::new(),
+        ext: None,
     };
     icmp_push_reply(icmp, &mut sk, &param, &mut fl4, &mut ipc, rt);
 }

@@ -31,11 +31,11 @@ use kernel::{
     net::{
         ipv4::{
             icmp::{IcmpHooks, Rfc4884},
-            xmit::{CtlSockConfig, CtlSockets, IpOptions},
+            xmit::{CtlSockConfig, CtlSockets, InetSkbParm},
             IcmpHdr, IPPROTO_ICMP, IP_PMTUDISC_DONT,
         },
         namespace::{self, Net},
-        protocol::{BuiltinProtocol, InetProtocol, Instance, Registration},
+        protocol::{BuiltinProtocol, Registration},
         skb::{OwnedSkBuff, SkBuff},
         Be32,
     },
@@ -43,6 +43,7 @@ use kernel::{
     sync::rcu,
 };
 mod echo;
+mod ext;
 mod probe;
 mod ratelimit;
 mod rcv;
@@ -54,7 +55,7 @@ mod unreach;
 module! {
     type: RustIcmp,
     name: "rust_icmp",
-    author: "rust_icmp developers",
+    authors: ["rust_icmp developers"],
     description: "IPv4 ICMP (net/ipv4/icmp.c) reimplemented in Rust",
     license: "GPL",
     livepatch: true,
@@ -69,27 +70,23 @@ pub(crate) struct Icmp {
     stats: Pin<KBox<namespace::Registration<stats::NetStats>>>,
 }
 
-static INSTANCE: Instance<Icmp> = Instance::new();
+kernel::inet_protocol! {
+    impl InetProtocol for Icmp {
+        const PROTOCOL: u8 = IPPROTO_ICMP;
 
-impl InetProtocol for Icmp {
-    const PROTOCOL: u8 = IPPROTO_ICMP;
+        fn handler(&self, skb: OwnedSkBuff, rcu: &rcu::Guard) -> i32 {
+            rcv::icmp_rcv(self, skb, rcu)
+        }
 
-    fn instance() -> &'static Instance<Self> {
-        &INSTANCE
-    }
-
-    fn handler(&self, skb: OwnedSkBuff, rcu: &rcu::Guard) -> i32 {
-        rcv::icmp_rcv(self, skb, rcu)
-    }
-
-    fn err_handler(&self, skb: &mut SkBuff, info: u32) -> Result {
-        unreach::icmp_err(self, skb, info)
+        fn err_handler(&self, skb: &mut SkBuff, info: u32) -> Result {
+            unreach::icmp_err(self, skb, info)
+        }
     }
 }
 
 impl IcmpHooks for Icmp {
-    fn icmp_send(&self, skb_in: &SkBuff, type_: i32, code: i32, info: Be32, opt: &IpOptions) {
-        send::__icmp_send(self, skb_in, type_, code, info, opt);
+    fn icmp_send(&self, skb_in: &SkBuff, type_: i32, code: i32, info: Be32, parm: &InetSkbParm) {
+        send::__icmp_send(self, skb_in, type_, code, info, parm);
     }
 
     fn icmp_out_count(&self, net: &Net, type_: u8) {

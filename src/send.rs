@@ -22,7 +22,7 @@ use kernel::{
                 RTCF_BROADCAST, RTCF_LOCAL, RTCF_MULTICAST, RTN_LOCAL, RTN_UNREACHABLE,
                 XFRM_LOOKUP_ICMP,
             },
-            xmit::{IpOptions, IpOptionsData, IpcmCookie},
+            xmit::{InetSkbParm, IpOptionsData, IpcmCookie},
             IcmpHdr, IpHdr, INET_DSCP_MASK, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
         },
         namespace::Net,
@@ -35,7 +35,7 @@ use kernel::{
 };
 
 use crate::{
-    ratelimit, rcv,
+    ext, ratelimit, rcv,
     reply::{icmp_push_reply, IcmpBxm, IcmpBxmData},
     Icmp,
 };
@@ -86,7 +86,7 @@ fn icmp_route_lookup(
     fl4.set_saddr(saddr);
     fl4.set_mark(mark);
     fl4.set_uid(net.root_uid());
-    fl4.set_tos(dscp);
+    fl4.set_dscp(dscp);
     fl4.set_proto(IPPROTO_ICMP);
     fl4.set_icmp_type_code(type_, code);
     let route_lookup_dev = icmp_get_route_lookup_dev(skb_in, rcu);
@@ -177,7 +177,6 @@ fn icmp_route_lookup(
     match rt2.xfrm_lookup(net, &mut fl4_dec, XFRM_LOOKUP_ICMP) {
         Ok(rt2) => {
             drop(rt);
-            *fl4 = fl4_dec;
             Ok(rt2)
         }
         Err(e) if e == EPERM => {
@@ -189,15 +188,15 @@ fn icmp_route_lookup(
 }
 
 /// `__icmp_send`: sends an ICMP message of `type_`/`code` about `skb_in` with `info` in the
-/// header's second word; `opt` are `skb_in`'s IP options, whose record route, timestamp and
-/// source route the message echoes.
+/// header's second word; `parm` is `skb_in`'s IP control block: its options, whose record
+/// route, timestamp and source route the message echoes, and the interface it came in on.
 pub(crate) fn __icmp_send(
     icmp: &Icmp,
     skb_in: &SkBuff,
     type_: i32,
     code: i32,
     info: Be32,
-    opt: &IpOptions,
+    parm: &InetSkbParm,
 ) {
     let rcu = rcu::read_lock();
     let Some((rt_flags, rt_is_input, rt_dev)) = skb_in
@@ -267,7 +266,11 @@ pub(crate) fn __icmp_send(
     let mut saddr = iph.daddr();
     if rt_flags & RTCF_LOCAL == 0 {
         let dev = if rt_is_input && net.sysctl_icmp_errors_use_inbound_ifaddr() != 0 {
-            NetDevice::get_by_index_rcu(net, skb_in.inet_iif(), &rcu)
+            let iif = match parm.iif() {
+                0 => skb_in.inet_iif(),
+                iif => iif,
+            };
+            NetDevice::get_by_index_rcu(net, iif, &rcu)
         } else {
             None
         };
@@ -284,7 +287,7 @@ pub(crate) fn __icmp_send(
     let mark = net.ip4_reply_mark(skb_in.mark());
 
     let mut replyopts = IpOptionsData::new();
-    if replyopts.echo_from(net, skb_in, opt).is_err() {
+    if replyopts.echo_from(net, skb_in, parm.opt()).is_err() {
         return;
     }
 
@@ -295,7 +298,6 @@ pub(crate) fn __icmp_send(
         ..Default::default()
     };
     icmph.set_gateway(info);
-    sk.set_tos(tos);
 
     let mut fl4 = Flowi4::new();
     let Ok(rt) = icmp_route_lookup(
@@ -314,6 +316,10 @@ pub(crate) fn __icmp_send(
         return;
     };
 
+    if rt.flags() & (RTCF_BROADCAST | RTCF_MULTICAST) != 0 {
+        return;
+    }
+
     // Peer icmp_ratelimit.
     if !ratelimit::icmpv4_xrlim_allow(icmp, net, &rt, &fl4, apply_ratelimit, &rcu) {
         return;
@@ -330,7 +336,12 @@ pub(crate) fn __icmp_send(
     }
 
     let offset = skb_in.network_offset();
-    let data_len = (i64::from(skb_in.len()) - i64::from(offset)).min(i64::from(room));
+    let ext = ext::icmp_ext_append(net, skb_in, offset, &mut icmph, room as usize, parm.iif());
+    let data_len = match &ext {
+        Some(ext) => ext.len() as i64,
+        None => i64::from(skb_in.len()) - i64::from(offset),
+    }
+    .min(i64::from(room));
 
     // If we don't have a source address at this point, fall back to the dummy address
     // instead of sending out a packet with a source address of 0.0.0.0.
@@ -350,8 +361,10 @@ pub(crate) fn __icmp_send(
         },
         head_len: IcmpHdr::LEN,
         replyopts,
+        ext,
     };
     let mut ipc = IpcmCookie::new();
+    ipc.set_tos(tos);
     ipc.set_addr(iph.saddr());
     ipc.set_opt(&param.replyopts);
     ipc.set_mark(mark);

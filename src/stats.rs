@@ -10,21 +10,16 @@
 //! `ip_output.c` calls for every ICMP message, also those of user sockets). Lines starting
 //! `RustIcmp` have no MIB twin: drops by `icmp_rcv` per reason (`RustIcmpDrop_<REASON>`).
 
-use core::{
-    fmt::Write,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
-};
 use kernel::{
     c_str,
-    net::{
-        ipv4::icmp::IcmpMib,
-        namespace::{Net, PernetData, PernetId},
-        skb::DropReason,
-    },
+    net::{ipv4::icmp::IcmpMib, namespace::Net, skb::DropReason},
     percpu::PerCpu,
     prelude::*,
-    seq_file::SeqFile,
-    sync::rcu,
+    seq_file::{seq_print, SeqFile},
+    sync::{
+        atomic::{Atomic, Relaxed},
+        rcu,
+    },
 };
 
 /// The MIB counters icmp.c touches, with their `nstat` names.
@@ -45,14 +40,14 @@ const _: () = assert!((DropReason::CORE_MAX as usize) < DROP_SLOTS);
 /// One CPU's counters.
 #[derive(Zeroable)]
 pub(crate) struct Counters {
-    mib: [AtomicU64; MIBS.len()],
-    in_type: [AtomicU64; 256],
-    out_type: [AtomicU64; 256],
-    drops: [AtomicU64; DROP_SLOTS],
+    mib: [Atomic<u64>; MIBS.len()],
+    in_type: [Atomic<u64>; 256],
+    out_type: [Atomic<u64>; 256],
+    drops: [Atomic<u64>; DROP_SLOTS],
 }
 
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Relaxed);
+fn bump(c: &Atomic<u64>) {
+    c.add(1, Relaxed);
 }
 
 /// The counters of one network namespace.
@@ -60,13 +55,8 @@ pub(crate) struct NetStats {
     cpus: PerCpu<Counters>,
 }
 
-static NET_ID: PernetId = PernetId::new();
-
+kernel::pernet_data! {
 impl PernetData for NetStats {
-    fn id() -> &'static PernetId {
-        &NET_ID
-    }
-
     const PROC_NAME: Option<&'static CStr> = Some(c_str!("rust_icmp"));
 
     fn init(_net: &Net) -> Result<Self> {
@@ -75,23 +65,23 @@ impl PernetData for NetStats {
         })
     }
 
-    fn show(&self, m: &mut SeqFile) -> core::fmt::Result {
-        let sum = |f: &dyn Fn(&Counters) -> &AtomicU64| -> u64 {
+    fn show(&self, m: &SeqFile) {
+        let sum = |f: &dyn Fn(&Counters) -> &Atomic<u64>| -> u64 {
             self.cpus.iter().map(|c| f(c).load(Relaxed)).sum()
         };
         for (i, (_, name)) in MIBS.iter().enumerate() {
-            writeln!(m, "{name} {}", sum(&|c| &c.mib[i]))?;
+            seq_print!(m, "{name} {}\n", sum(&|c| &c.mib[i]));
         }
         for t in 0..256 {
             let n = sum(&|c| &c.in_type[t]);
             if n != 0 {
-                writeln!(m, "IcmpMsgInType{t} {n}")?;
+                seq_print!(m, "IcmpMsgInType{t} {n}\n");
             }
         }
         for t in 0..256 {
             let n = sum(&|c| &c.out_type[t]);
             if n != 0 {
-                writeln!(m, "IcmpMsgOutType{t} {n}")?;
+                seq_print!(m, "IcmpMsgOutType{t} {n}\n");
             }
         }
         for r in 0..DROP_SLOTS {
@@ -104,13 +94,13 @@ impl PernetData for NetStats {
                 .and_then(DropReason::name)
             {
                 Some(name) if r < DROP_SLOTS - 1 => {
-                    writeln!(m, "RustIcmpDrop_{} {n}", name.to_str().unwrap_or("?"))?
+                    seq_print!(m, "RustIcmpDrop_{} {n}\n", name.to_str().unwrap_or("?"))
                 }
-                _ => writeln!(m, "RustIcmpDrop_OTHER {n}")?,
+                _ => seq_print!(m, "RustIcmpDrop_OTHER {n}\n"),
             }
         }
-        Ok(())
     }
+}
 }
 
 /// Where `mib` is mirrored in [`Counters::mib`] (`InTimeExcds` is not: /proc/net/snmp does not

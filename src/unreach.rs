@@ -56,7 +56,7 @@ fn icmp_socket_deliver(ctx: &Ctx<'_>, skb: &mut SkBuff, info: u32) {
     };
     icmp::raw_icmp_error(&err, protocol, info);
 
-    protocol::deliver_err(protocol, err, info);
+    icmp::deliver_err(protocol, err, info);
 }
 
 /// `icmp_tag_validation`: whether the quoted packet's protocol validates ICMP errors
@@ -140,13 +140,14 @@ pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropRe
     if net.sysctl_icmp_ignore_bogus_error_responses() == 0 {
         let dev = skb.dev(ctx.rcu);
         if inet_addr_type_dev_table(net, dev, iph.daddr()) == RTN_BROADCAST {
+            let name = dev.map(|d| d.copy_name());
             net_warn_ratelimited!(
                 "{} sent an invalid ICMP type {}, code {} error to a broadcast: {} on {}\n",
                 skb.ip_hdr().map(|h| h.saddr()).unwrap_or_default(),
                 icmph.type_,
                 icmph.code,
                 iph.daddr(),
-                dev.map_or(c_str!("?"), |d| d.name())
+                name.as_ref().map_or(c_str!("?"), |n| n.as_cstr())
             );
             return Ok(());
         }

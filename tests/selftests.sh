@@ -16,7 +16,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 require_vm selftests.sh
 
-NET=$TOP/build/linux-src/tools/testing/selftests/net
+NET=$TOP/build/linux-src-7.3/tools/testing/selftests/net
 LOGS=$TOP/build/selftests/logs
 # nettest, and a modprobe that knows what is built into the test kernel
 export PATH=$TOP/build/selftests:$TESTS_DIR/lib/bin:$PATH

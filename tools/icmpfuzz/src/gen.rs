@@ -315,7 +315,7 @@ fn probe(r: &mut Rng, index: u64, notes: &mut Vec<String>) -> Vec<u8> {
             };
             // RFC 8335 pads names with NULs to 32 bits; the kernel takes up to 15 bytes.
             if r.chance(50) {
-                while !name.len().is_multiple_of(4) {
+                while name.len() % 4 != 0 {
                     name.push(0);
                 }
             }

@@ -81,7 +81,7 @@ impl Ipv4 {
     /// Header (with options, padded to 32 bits with end-of-list) followed by `payload`.
     pub fn build(&self, payload: &[u8]) -> Vec<u8> {
         let mut opts = self.options.clone();
-        while !opts.len().is_multiple_of(4) {
+        while opts.len() % 4 != 0 {
             opts.push(0);
         }
         let hl = 20 + opts.len();
