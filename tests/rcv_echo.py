@@ -114,6 +114,12 @@ def scenarios():
         setup=set_dut("net.ipv4.icmp_echo_ignore_broadcasts", 0), sanity=no_reply))
     s.append(Scenario("address_mask_broadcast", lambda t, send: send.icmp(
         t.BCAST, icmp(17, 0, struct.pack("!HH", 5, 5), bytes(4))), sanity=no_reply))
+    # Echo replies and extended echo replies (type 43) to a broadcast are dropped as invalid
+    # (INVALID_PROTO, InErrors); since 7.3 icmp_rcv gives ping_rcv replies only after the
+    # broadcast check.
+    for name, type_ in (("echo_reply", 0), ("ext_echo_reply", 43)):
+        s.append(Scenario(f"{name}_broadcast", lambda t, send, ty=type_: send.icmp(
+            t.BCAST, icmp(ty, 0, struct.pack("!HH", 9, 9), pattern(16))), sanity=no_reply))
 
     # Timestamps: the reply carries our clock, masked (with the checksum it changes, which is
     # verified first), after a check that it is the time of the run.

@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
 from difftest import Scenario, first_problem, in_order, run_differential, select  # noqa: E402
-from icmptest import (InNetns, Ktap, RoutedTopology, echo, icmp, ipv4,  # noqa: E402
+from icmptest import (InNetns, Ktap, RoutedTopology, checksum, echo, icmp, ipv4,  # noqa: E402
                       pattern, require_vm, sh, sysctl, vrf_setup)
 
 T = RoutedTopology
@@ -66,6 +66,29 @@ def error(type_, code, n=1, info=None):
                 return f"an error of {len(p)} bytes exceeds 576 (RFC 1812 4.3.2.3)"
             if info is not None and p[h + 4:h + 8] != struct.pack("!I", info):
                 return f"expected info {info}, got {p[h + 4:h + 8].hex()}"
+        return None
+    return check
+
+
+def rfc5837(quoted, objects=True):
+    """Sanity of the C run: every error quotes exactly 128 bytes of the datagram (RFC 4884
+    length 32 in the header's sixth byte), `quoted` of them from the datagram and the rest
+    zeros, followed by an extension structure (version 2) holding the incoming interface's
+    Interface Information Object if `objects`."""
+    def check(r):
+        for i, p in enumerate(q for q in r.raw_packets if q[9] == 1):
+            h = (p[0] & 15) * 4 + 8
+            if p[h - 3] != 32:
+                return f"error {i}: RFC 4884 length {p[h - 3]}, expected 32"
+            if len(p) < h + 128 + 4 or p[h + 128] != 0x20:
+                return f"error {i}: no extension structure after 128 bytes"
+            if any(p[h + quoted:h + 128]):
+                return f"error {i}: the quoted datagram is not padded with zeros after {quoted}"
+            if checksum(p[h + 128:]) != 0:
+                return f"error {i}: the extension structure's checksum is wrong"
+            has_iio = len(p) > h + 132 and p[h + 134] == 2
+            if has_iio != objects:
+                return f"error {i}: Interface Information Object {'missing' if objects else 'present'}"
         return None
     return check
 
@@ -578,6 +601,23 @@ def scenarios():
     for on in (0, 1):
         s.append(Scenario(f"errors_use_inbound_ifaddr_{on}", send_ip(udp_to(far, ttl=1)),
                           setup=inbound_ifaddr(on), topology=T, sanity=error(11, 0)))
+
+    # RFC 5837 extensions (7.3's net.ipv4.icmp_errors_extension_mask): destination
+    # unreachable, time exceeded and parameter problem errors quote 128 bytes, padded, and
+    # add the incoming interface's index, address, name and MTU. Other errors, a mask of 0
+    # and a locally generated error (no incoming interface) carry none.
+    ext = set_dut(icmp_errors_extension_mask=1)
+    s.append(Scenario("extension_port_unreach_short", send_ip(udp_to(dut)), topology=T,
+                      setup=ext, sanity=first_problem(error(3, 3), rfc5837(84))))
+    s.append(Scenario("extension_port_unreach_cut", send_ip(udp_to(dut, 1400)), topology=T,
+                      setup=ext, sanity=first_problem(error(3, 3), rfc5837(128))))
+    s.append(Scenario("extension_ttl_1_forwarded", send_ip(udp_to(far, ttl=1)), topology=T,
+                      setup=ext, sanity=first_problem(error(11, 0), rfc5837(84))))
+    s.append(Scenario("extension_frag_needed", send_ip(udp_to(far, 1400, frag=IP_DF)),
+                      topology=T, setup=in_order(ext, far_mtu(1280)),
+                      sanity=first_problem(error(3, 4), rfc5837(128))))
+    s.append(Scenario("extension_mask_0", send_ip(udp_to(dut)), topology=T,
+                      setup=set_dut(icmp_errors_extension_mask=0), sanity=error(3, 3)))
 
     # VRF: the error is routed in the table of the device the packet came in on.
     s.append(Scenario("vrf_udp_closed_port", send_ip(udp_to(dut)), setup=vrf_setup,
