@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 # The IPv4 part of tools/testing/selftests/net/traceroute.sh, with a check that can fail.
 #
-# In 6.12 traceroute.sh calls check_err and require_command, which its lib.sh does not
-# define, so it prints [ OK ] whatever traceroute does. This builds the same topology,
+# Written for 6.12, whose traceroute.sh called check_err and require_command without its
+# lib.sh defining them, so it printed [ OK ] whatever traceroute did (7.3's lib.sh defines
+# them, and make selftests runs traceroute.sh's IPv4 cases as well). This builds the same
+# topology,
 #   h1 1.0.1.3 -- eth1 1.0.1.1 (primary 1.0.3.1) router eth2 1.0.2.1 -- 1.0.2.4 h2
 # with the router's net.ipv4.icmp_errors_use_inbound_ifaddr=1, and asserts on traceroute's
 # output: hop 1 must be 1.0.1.1 and hop 2 the target. To make hop 1 depend on that

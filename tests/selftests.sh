@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# The kernel's own ICMP-related selftests (tools/testing/selftests/net of the 6.12 tree we
+# The kernel's own ICMP-related selftests (tools/testing/selftests/net of the 7.3 tree we
 # build), each run twice in this boot: with the built-in ICMP code, then with rust_icmp
 # loaded (its receive handler and its live patch of __icmp_send). The outcome of every case
 # ("TEST: ... [ OK ]" line, or the script's exit code for icmp.sh) must be the same both
@@ -47,6 +47,7 @@ SELFTESTS=(
 	"fcnal-test.sh-ipv4_udp|$NET|bash -c '$FCNAL -t ipv4_udp'|^TEST:"
 	"vrf_route_leaking.sh|$NET|./vrf_route_leaking.sh -4|^TEST:"
 	"router_broadcast.sh|$NET/forwarding|./router_broadcast.sh|^TEST:"
+	"traceroute.sh|$NET|./traceroute.sh|^TEST: IPv4"
 	"traceroute4|$TESTS_DIR|./selftest_traceroute4.sh|^TEST:"
 )
 
