@@ -690,7 +690,7 @@ def scenarios():
                       setup=set_dut(icmp_ratelimit=0, icmp_msgs_per_sec=100000,
                                     icmp_msgs_burst=100000),
                       sanity=first_problem(counted("IcmpOutEchoReps", 200),
-                                         counted("IcmpOutDestUnreachs", 200)),
+                                           counted("IcmpOutDestUnreachs", 200)),
                       verify=on_both_cpus(200), bounds=same_in_any_order))
 
     # Rate-limit exemptions with an empty global bucket: "fragmentation needed" is never
