@@ -10,13 +10,14 @@
 #   make bench      ... the benchmark, built-in vs rust_icmp (build/bench/report.md)
 #   make lint       rustfmt --check, clippy and rustdoc (warnings are errors) on the module
 #                   and the kernel crate with the patch series; checkpatch --strict on
-#                   each patch
+#                   each patch; the tools' cargo test; shellcheck; pyflakes on tests/
 #   make fuzz       the fuzzer alone (FUZZ_ARGS="--mode diff --seed 7 --count 5000")
 #   make kernel     only the kernel (build/kernel-7.3)
 #   make module     the kernel if needed, then rust_icmp.ko (what plain make does)
 #   make tools      the tests' user-space tools (icmpfuzz, icmpflood) in build/tools
 #   make selftest-tools  nettest, the selftests' socket helper, from the kernel tree
 #   make fmt        rustfmt the module's sources
+#   make rust-analyzer  rust-project.json at the top: src/ and the kernel crate
 #   DEBUG=1         (with make, kernel, module, fuzz, bench) the debug kernel instead:
 #                   KASAN, UBSAN, lockdep, kmemleak... in build/kernel-debug-7.3, and the
 #                   module built against it in build/module-debug/rust_icmp.ko (make check
@@ -59,7 +60,7 @@ ENV := source $(TOP)/scripts/env.sh &&
 VM := KERNEL=$(KDIR)/arch/x86/boot/bzImage qemu/run env RUST_ICMP_MODULE=$(KO)
 
 .PHONY: all module kernel setup run check lint selftests selftest-tools stress bench fuzz tools \
-	clean distclean fmt
+	clean distclean fmt rust-analyzer
 
 all: module
 
@@ -160,6 +161,9 @@ PATCHED_RS = $(shell sed -n 's|^+++ b/\(rust/.*\.rs\)$$|\1|p' $(SERIES) | sort -
 RUSTFMT = $(ENV) "$$(rustup which rustfmt)" --edition 2021 \
 	--config-path $(SRC)/.rustfmt.toml
 
+SHELL_SCRIPTS := .ci/run qemu/run qemu/init tools/bench/run $(wildcard tests/*.sh) \
+	$(addprefix scripts/,bindings-layout env.sh kernel linux-source rust-warnings series \
+		setup unload)
 lint: kernel
 	@$(RUSTFMT) --check src/rust_icmp.rs
 	@# The patch series as netdev's checks read it: checkpatch --strict, every patch on its
@@ -190,12 +194,25 @@ lint: kernel
 	@for t in icmpfuzz icmpflood; do \
 		$(ENV) cargo fmt --check --manifest-path tools/$$t/Cargo.toml && \
 		$(ENV) cargo clippy --release --quiet --manifest-path tools/$$t/Cargo.toml \
-			--target-dir build/tools/$$t -- -D warnings || exit 1; \
+			--target-dir build/tools/$$t -- -D warnings && \
+		$(ENV) cargo test --release --quiet --manifest-path tools/$$t/Cargo.toml \
+			--target-dir build/tools/$$t || exit 1; \
 	done
-	@echo "lint: rustfmt, rustdoc, clippy and checkpatch clean"
+	@# The shell scripts (warnings and errors; -x follows what they source) and the Python
+	@# of the tests and the benchmark.
+	@shellcheck -x -S warning $(SHELL_SCRIPTS)
+	@pyflakes3 tests tools/bench scripts/rust-analyzer
+	@echo "lint: rustfmt, rustdoc, clippy, checkpatch, cargo test, shellcheck and pyflakes clean"
 
 fmt:
 	@$(RUSTFMT) src/rust_icmp.rs
+
+# rust-project.json at the top, for rust-analyzer: the kernel's crates (Kbuild's own
+# rust-analyzer target) and the module's (scripts/rust-analyzer adds it; see there why).
+rust-analyzer: kernel
+	@mkdir -p $(MOD)
+	@$(ENV) $(MAKE) -s -C $(KDIR) $(KMOD) $(KLLVM) rust-analyzer
+	@scripts/rust-analyzer $(MOD)/rust-project.json rust-project.json $(TOP)
 
 clean:
 	@rm -rf $(MOD) rust_icmp.ko

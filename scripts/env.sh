@@ -1,5 +1,7 @@
 # Shared settings for the project's scripts; sourced, not run.
 # shellcheck shell=bash
+# The variables are for the scripts that source this file.
+# shellcheck disable=SC2034
 
 : "${top:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 BUILD=${BUILD:-$top/build}

@@ -84,8 +84,8 @@ for ((n = 1; n <= MAX; n += STRIDE)); do
 	# Group by message, without the error the message carries.
 	steps["${why%% (*}"]=$((${steps["${why%% (*}"]:-0} + 1))
 	[[ $errnos == *"$result"* ]] || errnos+="${errnos:+, }$result"
-	if bad=$(leftovers); [[ -n $bad ]]; then
-		unclean+=("n=$n ($why): $bad")
+	if left=$(leftovers); [[ -n $left ]]; then
+		unclean+=("n=$n ($why): $left")
 		module_loaded && unload_module >/dev/null 2>&1
 	fi
 done

@@ -196,7 +196,8 @@ trace_start() {
 
 trace_stop() { # out-prefix: writes .drops (reason histogram), .sends (sorted), .overrun
 	local p=$1
-	: >"$p.drops" >"$p.sends"
+	: >"$p.drops"
+	: >"$p.sends"
 	echo 0 >"$p.overrun"
 	[[ -d $TRACE ]] || return 0
 	echo 0 >$TRACE/events/skb/kfree_skb/enable

@@ -82,7 +82,7 @@ cases_of() { # name rc pattern log
 # Runs one selftest; prints "rc attempts" then one "status<TAB>case" line per counted case
 # (OK if it passed in any attempt).
 run_one() { # name dir cmd pattern mode
-	local name=$1 dir=$2 cmd=$3 pattern=$4 mode=$5 log=$LOGS/$1.$5.log rc a cases passed=
+	local name=$1 dir=$2 cmd=$3 pattern=$4 log=$LOGS/$1.$5.log rc a cases passed=
 	for ((a = 1; a <= ATTEMPTS; a++)); do
 		(cd "$dir" && timeout "${SELFTEST_TIMEOUT:-2400}" bash -c "$cmd") >"$log" 2>&1
 		rc=$?
