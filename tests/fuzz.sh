@@ -75,6 +75,7 @@ if [[ ! -x $FUZZ ]]; then
 	echo "1..0 # SKIP fuzz.sh: $FUZZ is missing; build it on the host with" \
 		"cargo build --release --manifest-path tools/icmpfuzz/Cargo.toml" \
 		"--target-dir build/tools/icmpfuzz"
+	echo "# Totals: pass:0 fail:0 xfail:0 xpass:0 skip:1 error:0"
 	echo "0 passed, 0 failed, 1 skipped"
 	exit $KSFT_SKIP
 fi

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash
 # Shared helpers of rust_icmp's shell tests: KTAP output with kselftest exit codes
-# (0 pass, 1 fail, 4 skip) and a last line "N passed, N failed[, N skipped]".
+# (0 pass, 1 fail, 4 skip), kselftest's "# Totals:" line, and a last line
+# "N passed, N failed[, N skipped]" (tests/run_all.sh reads it).
 
 TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOP=$(cd "$TESTS_DIR/.." && pwd)
@@ -54,6 +55,7 @@ check() {
 }
 
 ktap_finish() {
+	echo "# Totals: pass:$ktap_pass fail:$ktap_fail xfail:0 xpass:0 skip:$ktap_skip error:0"
 	local line="$ktap_pass passed, $ktap_fail failed"
 	((ktap_skip)) && line+=", $ktap_skip skipped"
 	echo "$line"
@@ -66,6 +68,7 @@ require_vm() { # test-name
 	if [[ ${RUST_ICMP_VM:-} != 1 && ${RUST_ICMP_FORCE:-} != 1 ]]; then
 		echo "TAP version 13"
 		echo "1..0 # SKIP $1: run it in the test VM (qemu/run), or set RUST_ICMP_FORCE=1"
+		echo "# Totals: pass:0 fail:0 xfail:0 xpass:0 skip:1 error:0"
 		echo "0 passed, 0 failed, 1 skipped"
 		exit $KSFT_SKIP
 	fi

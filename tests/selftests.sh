@@ -206,6 +206,7 @@ done
 	done
 } | tee "$TOP/build/selftests/table.txt" | sed 's/^/# /'
 
+echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:$skip error:0"
 line="$pass passed, $fail failed"
 ((skip)) && line+=", $skip skipped"
 echo "$line"

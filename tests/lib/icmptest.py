@@ -27,7 +27,8 @@ KSFT_PASS, KSFT_FAIL, KSFT_SKIP = 0, 1, 4
 
 
 class Ktap:
-    """Prints a KTAP/TAP stream and the summary line `N passed, N failed, N skipped`."""
+    """Prints a KTAP/TAP stream, kselftest's `# Totals:` line and the summary line
+    `N passed, N failed, N skipped` (last: tests/run_all.sh reads it)."""
 
     def __init__(self, name):
         self.name = name
@@ -60,6 +61,8 @@ class Ktap:
         print(f"ok {self.n} {name} # SKIP {reason}", flush=True)
 
     def finish(self):
+        print(f"# Totals: pass:{self.passed} fail:{self.failed} xfail:0 xpass:0 "
+              f"skip:{self.skipped} error:0", flush=True)
         line = f"{self.passed} passed, {self.failed} failed"
         if self.skipped:
             line += f", {self.skipped} skipped"
@@ -76,6 +79,7 @@ def require_vm(name):
     if os.environ.get("RUST_ICMP_VM") != "1" and os.environ.get("RUST_ICMP_FORCE") != "1":
         print("TAP version 13\n1..0 # SKIP %s: run it in the test VM (qemu/run), or set "
               "RUST_ICMP_FORCE=1 on a kernel built by this project" % name)
+        print("# Totals: pass:0 fail:0 xfail:0 xpass:0 skip:1 error:0")
         print("0 passed, 0 failed, 1 skipped")
         sys.exit(KSFT_SKIP)
 
