@@ -71,13 +71,8 @@ both) VOLUME_COUNT=${COUNT:-1000000} plan=16 ;;
 esac
 
 if [[ ! -x $FUZZ ]]; then
-	echo "TAP version 13"
-	echo "1..0 # SKIP fuzz.sh: $FUZZ is missing; build it on the host with" \
-		"cargo build --release --manifest-path tools/icmpfuzz/Cargo.toml" \
-		"--target-dir build/tools/icmpfuzz"
-	echo "# Totals: pass:0 fail:0 xfail:0 xpass:0 skip:1 error:0"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit $KSFT_SKIP
+	ktap_skip_all "fuzz.sh: $FUZZ is missing; build it on the host with cargo build \
+--release --manifest-path tools/icmpfuzz/Cargo.toml --target-dir build/tools/icmpfuzz"
 fi
 
 ktap_header "fuzz.sh: seed $SEED, mode $MODE" $plan

@@ -54,24 +54,33 @@ check() {
 	fi
 }
 
-ktap_finish() {
-	echo "# Totals: pass:$ktap_pass fail:$ktap_fail xfail:0 xpass:0 skip:$ktap_skip error:0"
-	local line="$ktap_pass passed, $ktap_fail failed"
-	((ktap_skip)) && line+=", $ktap_skip skipped"
+# ktap_totals PASS FAIL SKIP: kselftest's "# Totals:" line, then "N passed, N failed[, N
+# skipped]", the last line of every test's output.
+ktap_totals() {
+	echo "# Totals: pass:$1 fail:$2 xfail:0 xpass:0 skip:$3 error:0"
+	local line="$1 passed, $2 failed"
+	(($3)) && line+=", $3 skipped"
 	echo "$line"
+}
+
+# ktap_skip_all REASON: the whole test is skipped, before its header; exits.
+ktap_skip_all() {
+	echo "TAP version 13"
+	echo "1..0 # SKIP $1"
+	ktap_totals 0 0 1
+	exit $KSFT_SKIP
+}
+
+ktap_finish() {
+	ktap_totals "$ktap_pass" "$ktap_fail" "$ktap_skip"
 	((ktap_fail)) && exit $KSFT_FAIL
 	((ktap_skip && !ktap_pass)) && exit $KSFT_SKIP
 	exit $KSFT_PASS
 }
 
 require_vm() { # test-name
-	if [[ ${RUST_ICMP_VM:-} != 1 && ${RUST_ICMP_FORCE:-} != 1 ]]; then
-		echo "TAP version 13"
-		echo "1..0 # SKIP $1: run it in the test VM (qemu/run), or set RUST_ICMP_FORCE=1"
-		echo "# Totals: pass:0 fail:0 xfail:0 xpass:0 skip:1 error:0"
-		echo "0 passed, 0 failed, 1 skipped"
-		exit $KSFT_SKIP
-	fi
+	[[ ${RUST_ICMP_VM:-} == 1 || ${RUST_ICMP_FORCE:-} == 1 ]] ||
+		ktap_skip_all "$1: run it in the test VM (qemu/run), or set RUST_ICMP_FORCE=1"
 }
 
 module_loaded() { [[ -d /sys/module/rust_icmp ]]; }

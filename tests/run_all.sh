@@ -89,9 +89,6 @@ for t in "${TESTS[@]}"; do
 	esac
 done
 ((${#env_skips[@]})) && printf '# environment skip: %s\n' "${env_skips[@]}"
-echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:$skip error:0"
-line="$pass passed, $fail failed"
-((skip)) && line+=", $skip skipped"
-echo "$line"
+ktap_totals "$pass" "$fail" "$skip"
 ((bad)) && exit $KSFT_FAIL
 exit $KSFT_PASS

@@ -206,9 +206,6 @@ done
 	done
 } | tee "$TOP/build/selftests/table.txt" | sed 's/^/# /'
 
-echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:$skip error:0"
-line="$pass passed, $fail failed"
-((skip)) && line+=", $skip skipped"
-echo "$line"
+ktap_totals "$pass" "$fail" "$skip"
 ((fail)) && exit $KSFT_FAIL
 exit $KSFT_PASS

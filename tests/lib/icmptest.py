@@ -61,12 +61,7 @@ class Ktap:
         print(f"ok {self.n} {name} # SKIP {reason}", flush=True)
 
     def finish(self):
-        print(f"# Totals: pass:{self.passed} fail:{self.failed} xfail:0 xpass:0 "
-              f"skip:{self.skipped} error:0", flush=True)
-        line = f"{self.passed} passed, {self.failed} failed"
-        if self.skipped:
-            line += f", {self.skipped} skipped"
-        print(line, flush=True)
+        print_totals(self.passed, self.failed, self.skipped)
         if self.failed:
             sys.exit(KSFT_FAIL)
         if self.skipped and not self.passed:
@@ -74,13 +69,22 @@ class Ktap:
         sys.exit(KSFT_PASS)
 
 
+def print_totals(passed, failed, skipped):
+    """kselftest's `# Totals:` line, then `N passed, N failed[, N skipped]`, the last line
+    of every test's output."""
+    print(f"# Totals: pass:{passed} fail:{failed} xfail:0 xpass:0 skip:{skipped} error:0")
+    line = f"{passed} passed, {failed} failed"
+    if skipped:
+        line += f", {skipped} skipped"
+    print(line, flush=True)
+
+
 def require_vm(name):
     """Skips the whole test unless it runs in the test VM (it loads modules, makes netns)."""
     if os.environ.get("RUST_ICMP_VM") != "1" and os.environ.get("RUST_ICMP_FORCE") != "1":
         print("TAP version 13\n1..0 # SKIP %s: run it in the test VM (qemu/run), or set "
               "RUST_ICMP_FORCE=1 on a kernel built by this project" % name)
-        print("# Totals: pass:0 fail:0 xfail:0 xpass:0 skip:1 error:0")
-        print("0 passed, 0 failed, 1 skipped")
+        print_totals(0, 0, 1)
         sys.exit(KSFT_SKIP)
 
 
