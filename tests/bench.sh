@@ -102,16 +102,11 @@ emit() {
 	echo "$line}" >>"$RAW"
 }
 
-# The dut's counters, one "Name value" a line: every Icmp and Udp MIB counter of
-# /proc/net/snmp in its namespace, and the packets the backlogs of all CPUs dropped
-# (softnet_stat's second column, in hex; not per namespace, but nothing else runs).
+# The dut's counters, one "Name value" a line: every Icmp and Udp MIB counter in its
+# namespace, and the packets the backlogs of all CPUs dropped (softnet_stat's second
+# column, in hex; not per namespace, but nothing else runs).
 counters() {
-	ip netns exec dut awk '
-		$1 == "Icmp:" || $1 == "Udp:" {
-			p = substr($1, 1, length($1) - 1)
-			if (!(p in seen)) { seen[p] = 1; for (i = 2; i <= NF; i++) name[p, i] = $i }
-			else for (i = 2; i <= NF; i++) print p name[p, i], $i
-		}' /proc/net/snmp
+	mib dut '^(Icmp(In|Out)|Udp(In|Out|No|Rcv|Snd|Ignored|Mem))'
 	local drops=0 f
 	while read -r -a f; do drops=$((drops + 16#${f[1]})); done </proc/net/softnet_stat
 	echo "BacklogDrops $drops"

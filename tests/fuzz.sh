@@ -142,14 +142,6 @@ topo_down() {
 	EOF
 }
 
-# Every counter of /proc/net/snmp and /proc/net/netstat in a namespace, one "Name value"
-# a line, named as nstat names them (IcmpInMsgs, IcmpMsgOutType0, IpExtInOctets...).
-mib_snapshot() { # ns
-	ip netns exec "$1" cat /proc/net/snmp /proc/net/netstat | awk '
-		NR % 2 == 1 { split($0, names); next }
-		{ g = names[1]; sub(":", "", g); for (i = 2; i <= NF; i++) print g names[i], $i }'
-}
-
 module_snapshot() { # ns
 	ip netns exec "$1" cat /proc/net/rust_icmp 2>/dev/null
 }
@@ -213,7 +205,7 @@ trace_stop() { # out-prefix: writes .drops (reason histogram), .sends (sorted), 
 fuzz_run() { # name mode count rate [trace]
 	local mode=$2 count=$3 rate=$4 tr=${5:-} p=$WORK/$1 q0 rc
 	topo_up || return
-	mib_snapshot dut >"$p.mib0"
+	mib dut >"$p.mib0"
 	module_snapshot dut >"$p.mod0"
 	q0=$(queue_drops)
 	[[ -n $tr ]] && trace_start
@@ -227,7 +219,7 @@ fuzz_run() { # name mode count rate [trace]
 	rc=${PIPESTATUS[0]}
 	[[ -n $tr ]] && trace_stop "$p"
 	echo $(($(queue_drops) - q0)) >"$p.qdrops"
-	mib_snapshot dut >"$p.mib1"
+	mib dut >"$p.mib1"
 	module_snapshot dut >"$p.mod1"
 	delta "$p.mib0" "$p.mib1" >"$p.mib"
 	delta "$p.mod0" "$p.mod1" >"$p.mod"

@@ -83,6 +83,17 @@ require_vm() { # test-name
 		ktap_skip_all "$1: run it in the test VM (qemu/run), or set RUST_ICMP_FORCE=1"
 }
 
+# mib NS [REGEX]: the counters of namespace NS as iproute2's nstat reads and names them
+# (IcmpInMsgs, IcmpMsgOutType0, IpExtInOctets...; absolute values, zeros included, its
+# history file left alone), one "Name value" a line: those of /proc/net/snmp and
+# /proc/net/netstat, or those whose name matches the extended REGEX.
+mib() {
+	ip netns exec "$1" nstat -asz | awk -v re="${2:-}" '
+		/^#/ { next }
+		re == "" && $1 ~ /^(Ip6|Icmp6|Udp6|UdpLite6|Sctp)/ { next }
+		re == "" || $1 ~ re { print $1, $2 }'
+}
+
 module_loaded() { [[ -d /sys/module/rust_icmp ]]; }
 
 LIVEPATCH=/sys/kernel/livepatch/rust_icmp

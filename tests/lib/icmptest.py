@@ -8,6 +8,7 @@ and once with rust_icmp loaded, and what the two runs did is compared.
 
 import ctypes
 import errno
+import json
 import os
 import select
 import socket
@@ -630,31 +631,20 @@ def describe(pkt):
 # ---------------------------------------------------------------------------------------
 # Counters
 
-def _parse_pairs(text):
-    """/proc/net/snmp and /proc/net/netstat: a header line and a value line per group."""
-    out = {}
-    lines = text.splitlines()
-    for names, values in zip(lines[::2], lines[1::2]):
-        group, names = names.split(":", 1)
-        _, values = values.split(":", 1)
-        for n, v in zip(names.split(), values.split()):
-            out[group + n] = int(v)
-    return out
+# nstat's names of the counters of /proc/net/snmp6 and /proc/net/sctp/snmp.
+_V6_COUNTERS = ("Ip6", "Icmp6", "Udp6", "UdpLite6")
 
 
 def mib(ns, ipv6=False):
-    """All counters of /proc/net/snmp and /proc/net/netstat in `ns`, named as nstat names
-    them (IcmpInMsgs, IcmpMsgInType8, IpExtInOctets, ...); with `ipv6`, those of
-    /proc/net/snmp6 too (Ip6InReceives, Icmp6OutDestUnreachs, ...: one "Name value" a line)."""
+    """Every counter of /proc/net/snmp and /proc/net/netstat in `ns`, as iproute2's nstat
+    names them (IcmpInMsgs, IcmpMsgInType8, IpExtInOctets, ...); with `ipv6`, those of
+    /proc/net/snmp6 too (Ip6InReceives, Icmp6OutDestUnreachs, ...). Read with `nstat -j`:
+    absolute values (-a), zeros included (-z), nstat's history file left alone (-s)."""
     with InNetns(ns):
-        with open("/proc/self/net/snmp") as f:
-            c = _parse_pairs(f.read())
-        with open("/proc/self/net/netstat") as f:
-            c.update(_parse_pairs(f.read()))
-        if ipv6:
-            with open("/proc/self/net/snmp6") as f:
-                c.update((n, int(v)) for n, v in (line.split() for line in f if line.strip()))
-    return c
+        out = subprocess.run(["nstat", "-asz", "-j"], check=True, capture_output=True,
+                             text=True).stdout
+    return {n: v for n, v in json.loads(out)["kernel"].items()
+            if not n.startswith("Sctp") and (ipv6 or not n.startswith(_V6_COUNTERS))}
 
 
 def module_counters(ns):
