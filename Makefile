@@ -26,7 +26,8 @@
 # The kernel is Linux 7.3 (Debian trixie-backports' linux-source-7.3, fetched into build/apt
 # without touching apt's configuration) with the patch series of linux/patches-7.3, built
 # with clang-19 and rustc 1.86.0 and CONFIG_RUST_INLINE_HELPERS.
-#   make setup      install the prerequisites (Debian 12)
+#   make setup      install every prerequisite (Debian 12); each target above installs
+#                   only its own first (scripts/setup TIER)
 #   make clean      remove the module's build products (not the kernel)
 #   make distclean  remove build/ entirely
 
@@ -64,10 +65,12 @@ VM := KERNEL=$(KDIR)/arch/x86/boot/bzImage qemu/run env RUST_ICMP_MODULE=$(KO)
 
 all: module
 
+# Each target installs what it needs first (scripts/setup TIER: the tiers are listed there).
 setup:
-	@scripts/setup
+	@scripts/setup all
 
-kernel: setup
+kernel:
+	@scripts/setup build
 	@scripts/kernel
 
 module: kernel
@@ -78,6 +81,7 @@ module: kernel
 	@echo "built $(KO)"
 
 run: module
+	@scripts/setup run
 	@QEMU_SHELL=1 qemu/run tests/demo.sh
 
 # make check: every test on the test kernel (the robustness tests at CI's size: 100,000
@@ -90,7 +94,8 @@ run: module
 # ranks the group's own tasks: the group itself is made nice 19 too (else the two builds
 # share the CPUs evenly and the test kernel, which the test suite waits for, takes twice as
 # long). One after the other, the two would not fit in CI's 90 minutes on 2 CPUs.
-check: setup
+check:
+	@scripts/setup check
 	@[ "$(DEBUG)" != 1 ] || \
 		{ echo "make check builds both kernels itself: run it without DEBUG=1" >&2; exit 2; }
 	@t0=$$SECONDS; scripts/kernel patch; echo "check: source and patches: $$((SECONDS - t0)) s"
@@ -123,6 +128,7 @@ tools:
 
 # make fuzz [FUZZ_ARGS="--mode diff --seed 7"]: the fuzzer alone, on the kernel of $(KDIR).
 fuzz: module tools
+	@scripts/setup check
 	@$(VM) tests/fuzz.sh $(FUZZ_ARGS)
 
 # The robustness run on the debug kernel (KASAN, lockdep, kmemleak, fault injection):
@@ -134,6 +140,7 @@ STRESS ?=
 STRESS_SMP ?= $(if $(STRESS),2,4)
 # The short run is bounded at 45 minutes (it takes about 20), the full one at 4 hours.
 stress:
+	@scripts/setup check
 	@$(MAKE) -s DEBUG=1 KDIR=$(KDIR_DEBUG) module tools
 	@mkdir -p build/logs; set -o pipefail; \
 	QEMU_SMP=$(STRESS_SMP) QEMU_TIMEOUT=$(if $(STRESS),2700,14400) \
@@ -144,6 +151,7 @@ stress:
 # The benchmark (tools/bench/run): built-in C and rust_icmp alternating in one boot per vCPU
 # count; writes build/bench/report.md, report.json and rounds.png.
 bench: module tools
+	@scripts/setup bench
 	@KERNEL=$(KDIR)/arch/x86/boot/bzImage RUST_ICMP_MODULE=$(KO) tools/bench/run
 
 # nettest, the socket helper of the kernel's selftests, built from the kernel tree.
@@ -153,6 +161,7 @@ selftest-tools: kernel
 	@gcc -O2 -Wall -o build/selftests/nettest $(SELFTEST_SRC)/nettest.c
 
 selftests: module selftest-tools
+	@scripts/setup selftests
 	@QEMU_TIMEOUT=14400 $(VM) tests/selftests.sh
 
 # The patch series (without its cover letter) and the Rust files it adds or changes.
@@ -165,6 +174,7 @@ SHELL_SCRIPTS := .ci/run qemu/run qemu/init tools/bench/run $(wildcard tests/*.s
 	$(addprefix scripts/,bindings-layout env.sh kernel linux-source rust-warnings series \
 		setup unload)
 lint: kernel
+	@scripts/setup lint
 	@$(RUSTFMT) --check src/rust_icmp.rs
 	@# The patch series as netdev's checks read it: checkpatch --strict, every patch on its
 	@# own. New files without a MAINTAINERS entry are the one warning let through (the series
