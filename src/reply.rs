@@ -17,7 +17,7 @@
 
 use kernel::{
     net::{
-        checksum::Wsum,
+        checksum::{Sum16, Wsum},
         ipv4::{
             icmp::IcmpMib,
             route::{Flowi4, Route},
@@ -28,7 +28,7 @@ use kernel::{
             IcmpHdr, IPPROTO_ICMP,
         },
         skb::{OwnedSkBuff, SkBuff},
-        Be32,
+        Be16, Be32,
     },
     prelude::*,
     sync::{bh, rcu},
@@ -252,17 +252,8 @@ pub(crate) enum Reply<'r, 'a> {
     InPlace(Request, IcmpHdr),
 }
 
-/// RFC 1624 (eqn. 3): the checksum `hc` of a message one of whose 16-bit words changed
-/// from `m` to `m2`.
-fn csum_replace2(hc: u16, m: u16, m2: u16) -> u16 {
-    let mut sum = u32::from(!hc) + u32::from(!m) + u32::from(m2);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
-}
-
 /// Turns the echo request in `r` into its reply: the ICMP type, and the checksum updated
-/// for it (RFC 1624), so that the payload is neither copied nor summed.
+/// for it (`csum_replace2`, RFC 1624), so that the payload is neither copied nor summed.
 ///
 /// The update gives the checksum `icmp_push_reply` computes from scratch, bit for bit,
 /// except for a reply whose 16-bit words add up to zero (all zeros, or summing to 0xffff):
@@ -283,14 +274,16 @@ fn icmp_echo_in_place(r: &mut Reused, icmph: &IcmpHdr) -> bool {
     else {
         return false;
     };
-    let old = u16::from_be_bytes([hdr[0], hdr[1]]);
-    let new = u16::from_be_bytes([icmph.type_, icmph.code]);
-    let csum = csum_replace2(u16::from_be_bytes([hdr[2], hdr[3]]), old, new);
-    if csum == 0 {
+    let mut csum = Sum16::from_bytes([hdr[2], hdr[3]]);
+    csum.replace2(
+        Be16::from_bytes([hdr[0], hdr[1]]),
+        Be16::from_bytes([icmph.type_, icmph.code]),
+    );
+    if csum.to_raw() == 0 {
         return false;
     }
     [hdr[0], hdr[1]] = [icmph.type_, icmph.code];
-    [hdr[2], hdr[3]] = csum.to_be_bytes();
+    [hdr[2], hdr[3]] = csum.to_bytes();
     true
 }
 
