@@ -20,7 +20,7 @@ set -u
 require_vm run_all.sh
 
 # The order matters only for reading the log: the cheapest tests first.
-TESTS=(module.sh rcv_echo.py rcv_probe.py rcv_errors.py rcv_paths.py send_errors.py
+TESTS=(module.sh doctests.sh rcv_echo.py rcv_probe.py rcv_errors.py rcv_paths.py send_errors.py
 	ipv6_callers.py xfrm.py hooks.py unload_traffic.sh hotswap.py failures.sh faults.py fuzz.sh
 	"selftests.sh --quick")
 (($#)) && TESTS=("$@")

@@ -1,0 +1,70 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# The patch series' doc examples, run as KUnit tests. The test kernel builds the kernel
+# crate's examples as the suite rust_doctests_kernel (CONFIG_RUST_KERNEL_DOCTESTS, in
+# linux/config/doctests.config) without running them at boot; this runs the suite through
+# debugfs and checks that every example of the files below ran and passed: as many as the
+# source has (an example that was not built fails as well as one that fails). Upstream's
+# examples run in the same suite; their results are listed, not counted.
+#
+#   tests/doctests.sh
+set -u
+. "$(dirname "$0")/lib.sh"
+require_vm doctests.sh
+
+SUITE=/sys/kernel/debug/kunit/rust_doctests_kernel
+SRC=$TOP/build/linux-src-7.3
+# The series' files with examples; KUnit names an example after its file, with the path's
+# '/' and '.' as '_', and its number in the file: ..._net_checksum_rs_0.
+FILES=(rust/kernel/net/mod.rs rust/kernel/net/checksum.rs rust/kernel/net/ipv4/hdr.rs)
+
+ktap_header "doctests.sh: the series' doc examples as KUnit tests" $((${#FILES[@]} + 1))
+
+# The examples rustdoc runs in a file: code blocks of doc comments, less `ignore` and
+# `compile_fail` ones.
+examples() {
+	awk '/^[[:space:]]*\/\/[\/!][[:space:]]*```/ {
+		if (!open) { open = 1; if ($0 !~ /```.*(ignore|compile_fail)/) n++ } else open = 0
+	} END { print n + 0 }' "$1"
+}
+
+if [[ ! -w $SUITE/run ]]; then
+	ktap_not_ok "the kernel has the suite rust_doctests_kernel" \
+		"no $SUITE/run: build the test kernel with linux/config/doctests.config"
+	for f in "${FILES[@]}"; do ktap_not_ok "${f#rust/kernel/}: examples pass" "not run"; done
+	ktap_finish
+fi
+dmesg_start=$(dmesg | wc -l)
+echo 1 >"$SUITE/run"
+# "    ok 12 rust_doctest_kernel_..._net_checksum_rs_0" (or "not ok"), one per example.
+results=$(grep -E '^[[:space:]]*(not )?ok [0-9]+ rust_doctest_kernel_' "$SUITE/results")
+total=$(grep -c . <<<"$results")
+failed=$(grep -E '^[[:space:]]*not ok ' <<<"$results")
+if ((total > 0)); then
+	ktap_ok "the suite rust_doctests_kernel ran: $total examples"
+else
+	ktap_not_ok "the suite rust_doctests_kernel ran" "$(head -n 20 "$SUITE/results")"
+fi
+
+for f in "${FILES[@]}"; do
+	want=$(examples "$SRC/$f")
+	name=${f%.rs}
+	pattern="_${name#rust/kernel/}_rs_[0-9]+\$"
+	pattern=${pattern//\//_}
+	mine=$(grep -E "$pattern" <<<"$results")
+	ran=$(grep -c . <<<"$mine")
+	bad=$(grep -E '^[[:space:]]*not ok ' <<<"$mine")
+	if ((want == 0)); then
+		ktap_not_ok "${f#rust/kernel/}: examples pass" "the source has no example"
+	elif ((ran == want)) && [[ -z $bad ]]; then
+		ktap_ok "${f#rust/kernel/}: $ran of $want examples pass"
+	else
+		ktap_not_ok "${f#rust/kernel/}: $want examples pass" \
+			"$ran ran; failed: ${bad:-none}"
+		dmesg | tail -n +$((dmesg_start + 1)) | grep -B2 -A8 -E "${pattern%\$}" | head -n 40 |
+			sed 's/^/  /' | while IFS= read -r line; do ktap_diag "$line"; done
+	fi
+done
+[[ -n $failed ]] && ktap_diag "examples that fail, the series' and upstream's:" &&
+	while IFS= read -r line; do ktap_diag "  ${line#"${line%%[![:space:]]*}"}"; done <<<"$failed"
+ktap_finish
