@@ -179,7 +179,7 @@ pub(crate) fn icmp_push_reply(
         sk.flush_pending_frames();
         return;
     };
-    let [c0, c1] = head_sum.add(queued).fold().to_bytes();
+    let [c0, c1] = (head_sum + queued).fold().to_bytes();
     if skb
         .write_transport_header(&[icmph[0], icmph[1], c0, c1])
         .is_err()
@@ -219,7 +219,7 @@ fn icmp_build_message(m: &mut NewMessage, param: &IcmpBxm<'_>) -> Result {
             m.nf_ct_attach(param.skb);
         }
     }
-    let [c0, c1] = head_sum.add(data_sum).fold().to_bytes();
+    let [c0, c1] = (head_sum + data_sum).fold().to_bytes();
     m.write_transport_header(&[icmph[0], icmph[1], c0, c1])
 }
 
