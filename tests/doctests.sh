@@ -62,9 +62,9 @@ for f in "${FILES[@]}"; do
 		ktap_not_ok "${f#rust/kernel/}: $want examples pass" \
 			"$ran ran; failed: ${bad:-none}"
 		dmesg | tail -n +$((dmesg_start + 1)) | grep -B2 -A8 -E "${pattern%\$}" | head -n 40 |
-			sed 's/^/  /' | while IFS= read -r line; do ktap_diag "$line"; done
+			sed 's/^/#   /'
 	fi
 done
 [[ -n $failed ]] && ktap_diag "examples that fail, the series' and upstream's:" &&
-	while IFS= read -r line; do ktap_diag "  ${line#"${line%%[![:space:]]*}"}"; done <<<"$failed"
+	sed 's/^[[:space:]]*/#   /' <<<"$failed"
 ktap_finish

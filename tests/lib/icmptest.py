@@ -631,7 +631,7 @@ def describe(pkt):
 # ---------------------------------------------------------------------------------------
 # Counters
 
-# nstat's names of the counters of /proc/net/snmp6 and /proc/net/sctp/snmp.
+# nstat's names of the counters of /proc/net/snmp6.
 _V6_COUNTERS = ("Ip6", "Icmp6", "Udp6", "UdpLite6")
 
 
