@@ -211,7 +211,7 @@ lint: kernel
 	@# The shell scripts (warnings and errors; -x follows what they source) and the Python
 	@# of the tests and the benchmark.
 	@shellcheck -x -S warning $(SHELL_SCRIPTS)
-	@pyflakes3 tests tools/bench scripts/rust-analyzer
+	@/usr/bin/python3 -m pyflakes tests tools/bench scripts/rust-analyzer
 	@echo "lint: rustfmt, rustdoc, clippy, checkpatch, cargo test, shellcheck and pyflakes clean"
 
 fmt:
