@@ -6,9 +6,9 @@ use kernel::net::{
     ipv4::{
         icmp::{inet_current_timestamp, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_TIMESTAMPREPLY},
         xmit::IpOptionsData,
-        IcmpHdr,
+        IcmpHdr, Ipv4RxSkBuff,
     },
-    skb::{ChecksumState, DropReason, OwnedSkBuff, SkBuff, PACKET_HOST},
+    skb::{ChecksumState, DropReason, OwnedSkBuff, PACKET_HOST},
     Be32,
 };
 
@@ -24,7 +24,7 @@ use kernel::net::ipv4::icmp::IcmpMib;
 /// (RFC 8335 PROBE) with the state of the interface it names, unless
 /// `net.ipv4.icmp_echo_ignore_all` is set. The request is consumed, or sent back as the
 /// reply when that gives the same packet ([`Reply::InPlace`]).
-pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: OwnedSkBuff) {
+pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: OwnedSkBuff<Ipv4RxSkBuff>) {
     // Should there be an ICMP stat for ignored echos? C has none.
     if ctx.net.sysctl_icmp_echo_ignore_all() != 0 {
         skb.consume();
@@ -64,14 +64,14 @@ pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: OwnedSkBuff) {
         replyopts: IpOptionsData::new(),
         ext: None,
     };
-    icmp_reply(ctx.icmp, Reply::Copy(&mut param), ctx.rcu);
+    icmp_reply(ctx.icmp, Reply::Copy(&skb, &mut param), ctx.rcu);
     skb.consume();
 }
 
 /// `icmp_timestamp`: answers a timestamp request (RFC 792) with our receive and transmit
 /// times in milliseconds since midnight UTC. Requests shorter than the originate timestamp
 /// are errors.
-pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
+pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: &mut Ipv4RxSkBuff) -> Result<(), DropReason> {
     // Too short.
     if skb.len() < 4 {
         ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
@@ -101,6 +101,6 @@ pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), Drop
         replyopts: IpOptionsData::new(),
         ext: None,
     };
-    icmp_reply(ctx.icmp, Reply::Copy(&mut param), ctx.rcu);
+    icmp_reply(ctx.icmp, Reply::Copy(skb, &mut param), ctx.rcu);
     Ok(())
 }

@@ -10,11 +10,11 @@ use kernel::{
                 ICMP_EXT_ECHO, ICMP_EXT_ECHOREPLY, ICMP_TIMESTAMP, NR_ICMP_TYPES,
             },
             route::{RTCF_BROADCAST, RTCF_MULTICAST},
-            IcmpHdr, IpHdr, XFRM_STATE_ICMP,
+            IcmpHdr, IpHdr, Ipv4RxSkBuff, XFRM_STATE_ICMP,
         },
         namespace::Net,
         protocol::{NET_RX_DROP, NET_RX_SUCCESS},
-        skb::{DropReason, OwnedSkBuff, SkBuff},
+        skb::{DropReason, OwnedSkBuff},
     },
     sync::rcu,
 };
@@ -37,15 +37,15 @@ pub(crate) struct Ctx<'a> {
 #[derive(Clone, Copy)]
 pub(crate) enum Handler {
     /// Looks at the packet, which `icmp_rcv` then consumes, or drops for the reason returned.
-    Borrows(fn(&Ctx<'_>, &mut SkBuff) -> Result<(), DropReason>),
+    Borrows(fn(&Ctx<'_>, &mut Ipv4RxSkBuff) -> Result<(), DropReason>),
     /// Takes the packet and consumes it, or sends it back as the reply (`icmp_echo`).
-    Takes(fn(&Ctx<'_>, OwnedSkBuff)),
+    Takes(fn(&Ctx<'_>, OwnedSkBuff<Ipv4RxSkBuff>)),
 }
 
 /// What `icmp_rcv` does with the packet once it passed its checks.
 enum Next {
     Consume,
-    Handover(fn(&Ctx<'_>, OwnedSkBuff)),
+    Handover(fn(&Ctx<'_>, OwnedSkBuff<Ipv4RxSkBuff>)),
     /// An echo reply or extended echo reply, for `ping_rcv`, which consumes or frees it.
     PingRcv,
 }
@@ -94,7 +94,7 @@ pub(crate) fn icmp_pointers_error(type_: u8) -> bool {
 
 /// `icmp_discard`: types the host accepts and ignores (address mask, information,
 /// timestamp replies, obsolete types).
-fn icmp_discard(_ctx: &Ctx<'_>, _skb: &mut SkBuff) -> Result<(), DropReason> {
+fn icmp_discard(_ctx: &Ctx<'_>, _skb: &mut Ipv4RxSkBuff) -> Result<(), DropReason> {
     // Pretend it was a success.
     Ok(())
 }
@@ -102,12 +102,12 @@ fn icmp_discard(_ctx: &Ctx<'_>, _skb: &mut SkBuff) -> Result<(), DropReason> {
 /// The table's entry for echo replies: `ping_rcv` (ping.c) queues them on the ping socket
 /// whose identifier they carry. As in C, `icmp_rcv` hands echo replies to `ping_rcv` before
 /// it looks at the table, so this entry is never used.
-fn ping_rcv(ctx: &Ctx<'_>, skb: OwnedSkBuff) {
+fn ping_rcv(ctx: &Ctx<'_>, skb: OwnedSkBuff<Ipv4RxSkBuff>) {
     let _ = icmp::ping_rcv(skb, ctx.rcu);
 }
 
 /// `icmp_rcv`: the entry point for every ICMP message delivered to this host.
-pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff, rcu: &rcu::Guard) -> i32 {
+pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rcu::Guard) -> i32 {
     let route = skb
         .rtable(rcu)
         .and_then(|rt| Some((rt.flags(), rt.dev(rcu)?.net(rcu))));
@@ -148,7 +148,7 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff, rcu: &rcu::Guard) -> i
 /// flagged `XFRM_STATE_ICMP` is still accepted if the packet it quotes matches the policy in
 /// the reverse direction (so errors from routers inside a tunnel reach the host). Drops are
 /// not counted, as in C.
-fn icmp_xfrm_reverse_check(skb: &mut SkBuff) -> Result<(), DropReason> {
+fn icmp_xfrm_reverse_check(skb: &mut Ipv4RxSkBuff) -> Result<(), DropReason> {
     if skb.sec_path_last_flags() & XFRM_STATE_ICMP == 0 {
         return Err(DropReason::XFRM_POLICY);
     }
@@ -158,9 +158,7 @@ fn icmp_xfrm_reverse_check(skb: &mut SkBuff) -> Result<(), DropReason> {
     // The quoted packet is checked as if it were the packet: its header as the network
     // header for the call.
     let admitted = skb
-        .with_network_header(IcmpHdr::LEN as i32, |skb| {
-            skb.xfrm4_policy_check_reverse_in()
-        })
+        .xfrm4_policy_check_reverse_at(IcmpHdr::LEN as i32)
         .ok_or(DropReason::NOT_SPECIFIED)?;
     if admitted {
         Ok(())
@@ -170,7 +168,11 @@ fn icmp_xfrm_reverse_check(skb: &mut SkBuff) -> Result<(), DropReason> {
 }
 
 /// `icmp_rcv` up to the point where it frees the packet: validation, counters, dispatch.
-fn icmp_rcv_reason(ctx: &Ctx<'_>, skb: &mut SkBuff, rt_flags: u32) -> Result<Next, DropReason> {
+fn icmp_rcv_reason(
+    ctx: &Ctx<'_>,
+    skb: &mut Ipv4RxSkBuff,
+    rt_flags: u32,
+) -> Result<Next, DropReason> {
     let (net, mibs) = (ctx.net, &ctx.mibs);
 
     if !skb.xfrm4_policy_check_in() {

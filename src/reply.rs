@@ -25,7 +25,7 @@ use kernel::{
                 fib_compute_spec_dst, FragSkb, GetFrag, IpOptionsData, IpcmCookie, NewMessage,
                 Reused, XmitSock,
             },
-            IcmpHdr, IPPROTO_ICMP,
+            IcmpHdr, Ipv4RxSkBuff, IPPROTO_ICMP,
         },
         skb::{OwnedSkBuff, SkBuff},
         Be16, Be32,
@@ -226,10 +226,10 @@ fn icmp_build_message(m: &mut NewMessage, param: &IcmpBxm<'_>) -> Result {
 /// An echo request that the caller owns and hands to [`icmp_reply`], which sends it back as
 /// the reply if it can, else copies it; either way it is consumed (`consume_skb`), as
 /// `icmp_rcv` consumes the request after `icmp_echo`.
-pub(crate) struct Request(Option<OwnedSkBuff>);
+pub(crate) struct Request(Option<OwnedSkBuff<Ipv4RxSkBuff>>);
 
 impl Request {
-    pub(crate) fn new(skb: OwnedSkBuff) -> Self {
+    pub(crate) fn new(skb: OwnedSkBuff<Ipv4RxSkBuff>) -> Self {
         Self(Some(skb))
     }
 }
@@ -244,8 +244,10 @@ impl Drop for Request {
 
 /// What [`icmp_reply`] sends.
 pub(crate) enum Reply<'r, 'a> {
-    /// A new message: `data` (headers), then `data_len` bytes copied from the request.
-    Copy(&'r mut IcmpBxm<'a>),
+    /// A new message: `data` (headers), then `data_len` bytes copied from the request, the
+    /// received packet given first (its route, options and device decide where the reply
+    /// goes).
+    Copy(&'a Ipv4RxSkBuff, &'r mut IcmpBxm<'a>),
     /// An echo request without IP options, turned into its reply in its own buffer: same
     /// identifier, sequence number and data; only the type (to `icmph.type_`) and the
     /// checksum change.
@@ -294,14 +296,14 @@ fn icmp_echo_in_place(r: &mut Reused, icmph: &IcmpHdr) -> bool {
 /// socket can send it exactly as it would send the copy ([`XmitSock::reuse`] says when); else
 /// it is copied, as C always does.
 pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>, rcu: &rcu::Guard) {
-    let (mut param, mut request, icmph) = match reply {
-        Reply::Copy(param) => {
+    let (copied, mut param, mut request, icmph) = match reply {
+        Reply::Copy(skb, param) => {
             let icmph = param.data.icmph;
-            (Some(param), Request(None), icmph)
+            (Some(skb), Some(param), Request(None), icmph)
         }
-        Reply::InPlace(request, icmph) => (None, request, icmph),
+        Reply::InPlace(request, icmph) => (None, None, request, icmph),
     };
-    let Some(skb) = param.as_ref().map(|p| p.skb).or(request.0.as_deref()) else {
+    let Some(skb) = copied.or(request.0.as_deref()) else {
         return;
     };
     let Some(net) = skb

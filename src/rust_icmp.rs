@@ -32,7 +32,7 @@ use kernel::{
         ipv4::{
             icmp::{IcmpHooks, Rfc4884},
             xmit::{CtlSockConfig, CtlSockets, InetSkbParm},
-            IcmpHdr, IPPROTO_ICMP, IP_PMTUDISC_DONT,
+            IcmpHdr, Ipv4RxSkBuff, Ipv4SkBuff, IPPROTO_ICMP, IP_PMTUDISC_DONT,
         },
         namespace::{self, Net},
         protocol::{BuiltinProtocol, Registration},
@@ -74,7 +74,7 @@ kernel::inet_protocol! {
     impl InetProtocol for Icmp {
         const PROTOCOL: u8 = IPPROTO_ICMP;
 
-        fn handler(&self, skb: OwnedSkBuff, rcu: &rcu::Guard) -> i32 {
+        fn handler(&self, skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rcu::Guard) -> i32 {
             rcv::icmp_rcv(self, skb, rcu)
         }
 
@@ -85,7 +85,14 @@ kernel::inet_protocol! {
 }
 
 impl IcmpHooks for Icmp {
-    fn icmp_send(&self, skb_in: &SkBuff, type_: i32, code: i32, info: Be32, parm: &InetSkbParm) {
+    fn icmp_send(
+        &self,
+        skb_in: &Ipv4SkBuff,
+        type_: i32,
+        code: i32,
+        info: Be32,
+        parm: &InetSkbParm,
+    ) {
         send::__icmp_send(self, skb_in, type_, code, info, parm);
     }
 

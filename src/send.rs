@@ -23,10 +23,10 @@ use kernel::{
                 XFRM_LOOKUP_ICMP,
             },
             xmit::{InetSkbParm, IpOptionsData, IpcmCookie},
-            IcmpHdr, IpHdr, INET_DSCP_MASK, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+            IcmpHdr, IpHdr, Ipv4SkBuff, INET_DSCP_MASK, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
         },
         namespace::Net,
-        skb::{SkBuff, PACKET_HOST},
+        skb::PACKET_HOST,
         Be32,
     },
     net_warn_ratelimited,
@@ -54,7 +54,7 @@ const MAX_ERROR_LEN: i32 = 576;
 
 /// `icmp_get_route_lookup_dev`: the device whose routing table (VRF) an error is routed in:
 /// the device the packet came in on if any, else the device of its route.
-fn icmp_get_route_lookup_dev<'g>(skb: &SkBuff, rcu: &'g rcu::Guard) -> Option<&'g NetDevice> {
+fn icmp_get_route_lookup_dev<'g>(skb: &Ipv4SkBuff, rcu: &'g rcu::Guard) -> Option<&'g NetDevice> {
     skb.dev(rcu)
         .or_else(|| skb.rtable(rcu).and_then(|rt| rt.dev(rcu)))
 }
@@ -67,7 +67,7 @@ fn icmp_get_route_lookup_dev<'g>(skb: &SkBuff, rcu: &'g rcu::Guard) -> Option<&'
 fn icmp_route_lookup(
     net: &Net,
     fl4: &mut Flowi4,
-    skb_in: &SkBuff,
+    skb_in: &Ipv4SkBuff,
     iph: &IpHdr,
     saddr: Be32,
     dscp: u8,
@@ -192,7 +192,7 @@ fn icmp_route_lookup(
 /// route, timestamp and source route the message echoes, and the interface it came in on.
 pub(crate) fn __icmp_send(
     icmp: &Icmp,
-    skb_in: &SkBuff,
+    skb_in: &Ipv4SkBuff,
     type_: i32,
     code: i32,
     info: Be32,

@@ -20,7 +20,7 @@ use kernel::{
                 ICMP_REDIRECT, ICMP_SR_FAILED, ICMP_TIME_EXCEEDED, NR_ICMP_UNREACH, RTN_BROADCAST,
                 SO_EE_RFC4884_FLAG_INVALID,
             },
-            IcmpHdr, IpHdr, IPPROTO_ICMP, IPPROTO_RAW,
+            IcmpHdr, IpHdr, Ipv4RxSkBuff, IPPROTO_ICMP, IPPROTO_RAW,
         },
         namespace::Net,
         protocol,
@@ -67,7 +67,7 @@ fn icmp_tag_validation(protocol: u8, rcu: &rcu::Guard) -> bool {
 
 /// `icmp_unreach`: handles destination unreachable, source quench, time exceeded and
 /// parameter problem.
-pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
+pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut Ipv4RxSkBuff) -> Result<(), DropReason> {
     let net = ctx.net;
     let out_err = |reason| {
         ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
@@ -160,7 +160,7 @@ pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropRe
 /// `icmp_redirect`: hands a redirect to the protocol of the quoted packet, whose error
 /// handler applies it to the route cache (`ipv4_redirect`, subject to the accept_redirects,
 /// secure_redirects and shared_media settings).
-pub(crate) fn icmp_redirect(ctx: &Ctx<'_>, skb: &mut SkBuff) -> Result<(), DropReason> {
+pub(crate) fn icmp_redirect(ctx: &Ctx<'_>, skb: &mut Ipv4RxSkBuff) -> Result<(), DropReason> {
     if skb.len() < IpHdr::LEN as u32 {
         ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
         return Err(DropReason::PKT_TOO_SMALL);
