@@ -53,7 +53,7 @@ pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: OwnedSkBuff<Ipv4RxSkBuff>) {
         return;
     }
     let mut param = IcmpBxm {
-        skb: &skb,
+        skb: &*skb,
         offset: 0,
         data_len: skb.len() as usize,
         data: IcmpBxmData {
@@ -64,7 +64,7 @@ pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: OwnedSkBuff<Ipv4RxSkBuff>) {
         replyopts: IpOptionsData::new(),
         ext: None,
     };
-    icmp_reply(ctx.icmp, Reply::Copy(&skb, &mut param), ctx.rcu);
+    icmp_reply(ctx.icmp, Reply::Copy(&mut param), ctx.rcu);
     skb.consume();
 }
 
@@ -101,6 +101,6 @@ pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: &mut Ipv4RxSkBuff) -> Result<()
         replyopts: IpOptionsData::new(),
         ext: None,
     };
-    icmp_reply(ctx.icmp, Reply::Copy(skb, &mut param), ctx.rcu);
+    icmp_reply(ctx.icmp, Reply::Copy(&mut param), ctx.rcu);
     Ok(())
 }

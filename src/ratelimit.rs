@@ -7,7 +7,6 @@
 //! namespace (`icmp_msgs_per_sec`, `icmp_msgs_burst`) and one per destination in the
 //! inet_peer cache (`icmp_ratelimit`).
 
-use core::sync::atomic::Ordering::{Relaxed, SeqCst};
 use kernel::{
     net::{
         ipv4::{
@@ -17,7 +16,10 @@ use kernel::{
         namespace::Net,
     },
     random::get_random_u32_below,
-    sync::rcu,
+    sync::{
+        atomic::{Full, Relaxed},
+        rcu,
+    },
     time::{jiffies, HZ},
 };
 
@@ -45,14 +47,11 @@ pub(crate) fn icmp_global_allow(net: &Net) -> bool {
     if incr == 0 {
         return false;
     }
-    if stamp
-        .compare_exchange(oldstamp, now, SeqCst, SeqCst)
-        .is_ok()
-    {
+    if stamp.cmpxchg(oldstamp, now, Full).is_ok() {
         let mut old = credit.load(Relaxed);
         loop {
             let new = old.wrapping_add(incr).min(net.sysctl_icmp_msgs_burst());
-            match credit.compare_exchange(old, new, SeqCst, Relaxed) {
+            match credit.cmpxchg(old, new, Full) {
                 Ok(_) => break,
                 Err(cur) => old = cur,
             }
@@ -67,7 +66,8 @@ pub(crate) fn icmp_global_allow(net: &Net) -> bool {
 pub(crate) fn icmp_global_consume(net: &Net) {
     let credits = get_random_u32_below(3);
     if credits != 0 {
-        net.icmp_global_credit().fetch_sub(credits as i32, SeqCst);
+        // `atomic_sub`: unordered, as `add` with `Relaxed` is.
+        net.icmp_global_credit().add(-(credits as i32), Relaxed);
     }
 }
 

@@ -27,7 +27,7 @@ use kernel::{
             },
             IcmpHdr, Ipv4RxSkBuff, IPPROTO_ICMP,
         },
-        skb::{OwnedSkBuff, SkBuff},
+        skb::{OwnedSkBuff, SkBuff, SkBuffKind},
         Be16, Be32,
     },
     prelude::*,
@@ -62,9 +62,13 @@ impl IcmpBxmData {
 }
 
 /// `struct icmp_bxm`: a message being built, and where its payload comes from.
-pub(crate) struct IcmpBxm<'a> {
+///
+/// `K` is what the packet is known to be: a received IPv4 packet for a reply, whose route,
+/// options and device decide where the reply goes ([`icmp_reply`] reads them from `skb`, as C
+/// reads `icmp_param->skb`); an IPv4 packet for an error ([`crate::send`]).
+pub(crate) struct IcmpBxm<'a, K: SkBuffKind = SkBuff> {
     /// The packet the payload is copied from.
-    pub(crate) skb: &'a SkBuff,
+    pub(crate) skb: &'a K,
     /// Offset of the payload from `skb->data` (negative: from before it).
     pub(crate) offset: i32,
     /// Payload length.
@@ -80,7 +84,7 @@ pub(crate) struct IcmpBxm<'a> {
     pub(crate) ext: Option<IcmpExtTail>,
 }
 
-impl IcmpBxm<'_> {
+impl<K: SkBuffKind> IcmpBxm<'_, K> {
     /// Copies the payload's bytes from `offset` into `to` and returns their checksum (C's
     /// `skb_copy_and_csum_bits` from `icmp_param->skb`, which is the extended clone of the
     /// datagram when there is an extension). `None` if they are not all in the payload.
@@ -88,6 +92,7 @@ impl IcmpBxm<'_> {
         let Some(ext) = &self.ext else {
             return self
                 .skb
+                .as_skb()
                 .copy_and_csum_bits_into(self.offset + i32::try_from(offset).ok()?, to);
         };
         if offset + to.len() > ext.len() {
@@ -100,6 +105,7 @@ impl IcmpBxm<'_> {
         if !head.is_empty() {
             sum = self
                 .skb
+                .as_skb()
                 .copy_and_csum_bits_into(self.offset + i32::try_from(offset).ok()?, head)?;
         }
         for (i, b) in rest.iter_mut().enumerate() {
@@ -111,13 +117,13 @@ impl IcmpBxm<'_> {
 
 /// `icmp_glue_bits`: copies payload bytes into the packet being built and adds their checksum
 /// to the fragment's sum. Errors also get the conntrack entry of the packet they are about.
-impl GetFrag for IcmpBxm<'_> {
+impl<K: SkBuffKind> GetFrag for IcmpBxm<'_, K> {
     fn getfrag(&self, to: &mut [u8], offset: usize, odd: usize, skb: &mut FragSkb) -> Result {
         // C: BUG() if the range is not in the packet (`data_len` was computed from it).
         let csum = self.copy_and_csum(offset, to).ok_or(EFAULT)?;
         skb.set_csum(skb.csum().block_add(csum, odd));
         if rcv::icmp_pointers_error(self.data.icmph.type_) {
-            skb.nf_ct_attach(self.skb);
+            skb.nf_ct_attach(self.skb.as_skb());
         }
         Ok(())
     }
@@ -127,10 +133,10 @@ impl GetFrag for IcmpBxm<'_> {
 /// checksum over header and payload, and sends it. If queueing fails, counts `OutErrors` and
 /// drops what was queued. Where [`XmitSock::new_message`] can build the same packet in one
 /// new buffer, it does that instead ([`icmp_build_message`]).
-pub(crate) fn icmp_push_reply(
+pub(crate) fn icmp_push_reply<K: SkBuffKind>(
     icmp: &Icmp,
     sk: &mut XmitSock<'_>,
-    param: &IcmpBxm<'_>,
+    param: &IcmpBxm<'_, K>,
     fl4: &mut Flowi4,
     ipc: &mut IpcmCookie<'_>,
     rt: Route,
@@ -198,7 +204,8 @@ pub(crate) fn icmp_push_reply(
 /// and `icmp_push_reply` give it. The header is copied and summed first, then the payload,
 /// whose sum `icmp_glue_bits` would keep in `skb->csum` (only if there is payload; so is the
 /// conntrack entry attached); the header's checksum is then the fold of both.
-fn icmp_build_message(m: &mut NewMessage, param: &IcmpBxm<'_>) -> Result {
+fn icmp_build_message<K: SkBuffKind>(m: &mut NewMessage, param: &IcmpBxm<'_, K>) -> Result {
+    let skb = param.skb.as_skb();
     let head = param.data.to_bytes();
     let icmph = &head[..param.head_len];
     let head_sum = m.put_csum(icmph)?;
@@ -206,17 +213,14 @@ fn icmp_build_message(m: &mut NewMessage, param: &IcmpBxm<'_>) -> Result {
     if let Some(ext) = &param.ext {
         // The extended datagram: its first bytes, zeros, the extension structure.
         let quoted = ext.quoted();
-        data_sum = m.put_copy_and_csum(param.skb, param.offset, quoted)?;
+        data_sum = m.put_copy_and_csum(skb, param.offset, quoted)?;
         m.put_csum(&[0; 128][..ext.padding()])?;
         data_sum = data_sum.block_add(m.put_csum(ext.ext())?, quoted + ext.padding());
-        m.nf_ct_attach(param.skb);
+        m.nf_ct_attach(skb);
     } else if param.data_len > 0 {
-        data_sum = data_sum.block_add(
-            m.put_copy_and_csum(param.skb, param.offset, param.data_len)?,
-            0,
-        );
+        data_sum = data_sum.block_add(m.put_copy_and_csum(skb, param.offset, param.data_len)?, 0);
         if rcv::icmp_pointers_error(param.data.icmph.type_) {
-            m.nf_ct_attach(param.skb);
+            m.nf_ct_attach(skb);
         }
     }
     let [c0, c1] = (head_sum + data_sum).fold().to_bytes();
@@ -244,10 +248,9 @@ impl Drop for Request {
 
 /// What [`icmp_reply`] sends.
 pub(crate) enum Reply<'r, 'a> {
-    /// A new message: `data` (headers), then `data_len` bytes copied from the request, the
-    /// received packet given first (its route, options and device decide where the reply
-    /// goes).
-    Copy(&'a Ipv4RxSkBuff, &'r mut IcmpBxm<'a>),
+    /// A new message: `data` (headers), then `data_len` bytes copied from the request
+    /// (`skb`, whose route, options and device decide where the reply goes).
+    Copy(&'r mut IcmpBxm<'a, Ipv4RxSkBuff>),
     /// An echo request without IP options, turned into its reply in its own buffer: same
     /// identifier, sequence number and data; only the type (to `icmph.type_`) and the
     /// checksum change.
@@ -297,9 +300,9 @@ fn icmp_echo_in_place(r: &mut Reused, icmph: &IcmpHdr) -> bool {
 /// it is copied, as C always does.
 pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>, rcu: &rcu::Guard) {
     let (copied, mut param, mut request, icmph) = match reply {
-        Reply::Copy(skb, param) => {
+        Reply::Copy(param) => {
             let icmph = param.data.icmph;
-            (Some(skb), Some(param), Request(None), icmph)
+            (Some(param.skb), Some(param), Request(None), icmph)
         }
         Reply::InPlace(request, icmph) => (None, None, request, icmph),
     };

@@ -5,7 +5,9 @@
 # linux/config/doctests.config) without running them at boot; this runs the suite through
 # debugfs and checks that every example of the files below ran and passed: as many as the
 # source has (an example that was not built fails as well as one that fails). Upstream's
-# examples run in the same suite; their results are listed, not counted.
+# examples run in the same suite; their results are listed, not counted. Then it runs the
+# suite rust_atomics (CONFIG_RUST_ATOMICS_KUNIT_TEST), whose types the series extends
+# (u8, u16): every one of its tests must pass.
 #
 #   tests/doctests.sh
 set -u
@@ -18,7 +20,7 @@ SRC=$TOP/build/linux-src-7.3
 # '/' and '.' as '_', and its number in the file: ..._net_checksum_rs_0.
 FILES=(rust/kernel/net/mod.rs rust/kernel/net/checksum.rs rust/kernel/net/ipv4/hdr.rs)
 
-ktap_header "doctests.sh: the series' doc examples as KUnit tests" $((${#FILES[@]} + 1))
+ktap_header "doctests.sh: the series' doc examples as KUnit tests" $((${#FILES[@]} + 2))
 
 # The examples rustdoc runs in a file: code blocks of doc comments, less `ignore` and
 # `compile_fail` ones.
@@ -67,4 +69,22 @@ for f in "${FILES[@]}"; do
 done
 [[ -n $failed ]] && ktap_diag "examples that fail, the series' and upstream's:" &&
 	sed 's/^[[:space:]]*/#   /' <<<"$failed"
+
+# kernel::sync::atomic's own KUnit tests, which cover every atomic type, u8 and u16 included.
+ATOMICS=/sys/kernel/debug/kunit/rust_atomics
+if [[ ! -w $ATOMICS/run ]]; then
+	ktap_not_ok "the suite rust_atomics passes" \
+		"no $ATOMICS/run: build the test kernel with linux/config/doctests.config"
+else
+	echo 1 >"$ATOMICS/run"
+	cases=$(grep -E '^[[:space:]]+(not )?ok [0-9]+ ' "$ATOMICS/results")
+	ran=$(grep -c . <<<"$cases")
+	bad=$(grep -E '^[[:space:]]*not ok ' <<<"$cases")
+	if ((ran > 0)) && [[ -z $bad ]]; then
+		ktap_ok "the suite rust_atomics passes: $ran tests"
+	else
+		ktap_not_ok "the suite rust_atomics passes" "$ran ran; failed: ${bad:-none}"
+		head -n 30 "$ATOMICS/results" | sed 's/^/#   /'
+	fi
+fi
 ktap_finish
