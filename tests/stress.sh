@@ -47,6 +47,10 @@ if ((short)); then
 else
 	export FUZZ_COUNT=${FUZZ_COUNT:-1000000} FUZZ_DIFF_COUNT=${FUZZ_DIFF_COUNT:-20000}
 	export HOTSWAP_CYCLES=${HOTSWAP_CYCLES:-200}
+	# At full size, fuzz.sh and hotswap.py each take an hour or more on the debug kernel,
+	# past run_all.sh's default limit of 30 minutes a test. The VM's own limit (4 hours,
+	# the Makefile's QEMU_TIMEOUT) still bounds the run.
+	export RUN_ALL_TIMEOUT=${RUN_ALL_TIMEOUT:-14400}
 fi
 kmemleak=/sys/kernel/debug/kmemleak
 [[ -w $kmemleak ]] && echo clear >"$kmemleak"
