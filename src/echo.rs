@@ -17,6 +17,7 @@ use crate::{
     rcv::Ctx,
     reply::{icmp_reply, IcmpBxm, IcmpBxmData, Reply, Request},
 };
+use core::pin::Pin;
 use kernel::net::ipv4::icmp::IcmpMib;
 
 /// `icmp_echo`: answers an echo request with an echo reply carrying the same identifier,
@@ -71,7 +72,7 @@ pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: OwnedSkBuff<Ipv4RxSkBuff>) {
 /// `icmp_timestamp`: answers a timestamp request (RFC 792) with our receive and transmit
 /// times in milliseconds since midnight UTC. Requests shorter than the originate timestamp
 /// are errors.
-pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: &mut Ipv4RxSkBuff) -> Result<(), DropReason> {
+pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropReason> {
     // Too short.
     if skb.len() < 4 {
         ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);

@@ -2,6 +2,7 @@
 
 //! Receiving ICMP messages (icmp.c: `icmp_rcv`, `icmp_pointers[]`, `icmp_discard`).
 
+use core::pin::Pin;
 use kernel::{
     net::{
         ipv4::{
@@ -14,7 +15,7 @@ use kernel::{
         },
         namespace::Net,
         protocol::{NET_RX_DROP, NET_RX_SUCCESS},
-        skb::{DropReason, OwnedSkBuff},
+        skb::{DropReason, OwnedSkBuff, SkBuffKind},
     },
     sync::rcu,
 };
@@ -37,7 +38,7 @@ pub(crate) struct Ctx<'a> {
 #[derive(Clone, Copy)]
 pub(crate) enum Handler {
     /// Looks at the packet, which `icmp_rcv` then consumes, or drops for the reason returned.
-    Borrows(fn(&Ctx<'_>, &mut Ipv4RxSkBuff) -> Result<(), DropReason>),
+    Borrows(fn(&Ctx<'_>, Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropReason>),
     /// Takes the packet and consumes it, or sends it back as the reply (`icmp_echo`).
     Takes(fn(&Ctx<'_>, OwnedSkBuff<Ipv4RxSkBuff>)),
 }
@@ -94,7 +95,7 @@ pub(crate) fn icmp_pointers_error(type_: u8) -> bool {
 
 /// `icmp_discard`: types the host accepts and ignores (address mask, information,
 /// timestamp replies, obsolete types).
-fn icmp_discard(_ctx: &Ctx<'_>, _skb: &mut Ipv4RxSkBuff) -> Result<(), DropReason> {
+fn icmp_discard(_ctx: &Ctx<'_>, _skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropReason> {
     // Pretend it was a success.
     Ok(())
 }
@@ -123,7 +124,7 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rc
         rcu,
         mibs: Mibs::new(icmp, net, rcu),
     };
-    match icmp_rcv_reason(&ctx, &mut skb, rt_flags) {
+    match icmp_rcv_reason(&ctx, skb.as_mut(), rt_flags) {
         Ok(Next::Consume) => {
             skb.consume();
             NET_RX_SUCCESS
@@ -148,11 +149,15 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rc
 /// flagged `XFRM_STATE_ICMP` is still accepted if the packet it quotes matches the policy in
 /// the reverse direction (so errors from routers inside a tunnel reach the host). Drops are
 /// not counted, as in C.
-fn icmp_xfrm_reverse_check(skb: &mut Ipv4RxSkBuff) -> Result<(), DropReason> {
+fn icmp_xfrm_reverse_check(mut skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropReason> {
     if skb.sec_path_last_flags() & XFRM_STATE_ICMP == 0 {
         return Err(DropReason::XFRM_POLICY);
     }
-    if !skb.may_pull((IcmpHdr::LEN + IpHdr::LEN) as u32) {
+    if !skb
+        .as_mut()
+        .as_skb_mut()
+        .may_pull((IcmpHdr::LEN + IpHdr::LEN) as u32)
+    {
         return Err(DropReason::NOT_SPECIFIED);
     }
     // The quoted packet is checked as if it were the packet: its header as the network
@@ -170,24 +175,24 @@ fn icmp_xfrm_reverse_check(skb: &mut Ipv4RxSkBuff) -> Result<(), DropReason> {
 /// `icmp_rcv` up to the point where it frees the packet: validation, counters, dispatch.
 fn icmp_rcv_reason(
     ctx: &Ctx<'_>,
-    skb: &mut Ipv4RxSkBuff,
+    mut skb: Pin<&mut Ipv4RxSkBuff>,
     rt_flags: u32,
 ) -> Result<Next, DropReason> {
     let (net, mibs) = (ctx.net, &ctx.mibs);
 
-    if !skb.xfrm4_policy_check_in() {
-        icmp_xfrm_reverse_check(skb)?;
+    if !skb.as_mut().xfrm4_policy_check_in() {
+        icmp_xfrm_reverse_check(skb.as_mut())?;
     }
 
     mibs.icmp_inc_stats(IcmpMib::InMsgs);
 
-    if !skb.checksum_simple_validate() {
+    if !skb.as_mut().as_skb_mut().checksum_simple_validate() {
         mibs.icmp_inc_stats(IcmpMib::CsumErrors);
         mibs.icmp_inc_stats(IcmpMib::InErrors);
         return Err(DropReason::ICMP_CSUM);
     }
 
-    if !skb.pull(IcmpHdr::LEN as u32) {
+    if !skb.as_mut().as_skb_mut().pull(IcmpHdr::LEN as u32) {
         mibs.icmp_inc_stats(IcmpMib::InErrors);
         return Err(DropReason::NOT_SPECIFIED);
     }

@@ -27,7 +27,7 @@ use kernel::{
             },
             IcmpHdr, Ipv4RxSkBuff, IPPROTO_ICMP,
         },
-        skb::{OwnedSkBuff, SkBuff, SkBuffKind},
+        skb::{OwnedSkBuff, SkBuffKind},
         Be16, Be32,
     },
     prelude::*,
@@ -66,7 +66,7 @@ impl IcmpBxmData {
 /// `K` is what the packet is known to be: a received IPv4 packet for a reply, whose route,
 /// options and device decide where the reply goes ([`icmp_reply`] reads them from `skb`, as C
 /// reads `icmp_param->skb`); an IPv4 packet for an error ([`crate::send`]).
-pub(crate) struct IcmpBxm<'a, K: SkBuffKind = SkBuff> {
+pub(crate) struct IcmpBxm<'a, K: SkBuffKind> {
     /// The packet the payload is copied from.
     pub(crate) skb: &'a K,
     /// Offset of the payload from `skb->data` (negative: from before it).
@@ -299,14 +299,14 @@ fn icmp_echo_in_place(r: &mut Reused, icmph: &IcmpHdr) -> bool {
 /// socket can send it exactly as it would send the copy ([`XmitSock::reuse`] says when); else
 /// it is copied, as C always does.
 pub(crate) fn icmp_reply(icmp: &Icmp, reply: Reply<'_, '_>, rcu: &rcu::Guard) {
-    let (copied, mut param, mut request, icmph) = match reply {
+    let (mut param, mut request, icmph) = match reply {
         Reply::Copy(param) => {
             let icmph = param.data.icmph;
-            (Some(param.skb), Some(param), Request(None), icmph)
+            (Some(param), Request(None), icmph)
         }
-        Reply::InPlace(request, icmph) => (None, None, request, icmph),
+        Reply::InPlace(request, icmph) => (None, request, icmph),
     };
-    let Some(skb) = copied.or(request.0.as_deref()) else {
+    let Some(skb) = param.as_ref().map(|p| p.skb).or(request.0.as_deref()) else {
         return;
     };
     let Some(net) = skb

@@ -24,7 +24,7 @@ use kernel::{
         },
         namespace::Net,
         protocol,
-        skb::{DropReason, SkBuff},
+        skb::{DropReason, SkBuff, SkBuffKind},
     },
     net_dbg_ratelimited, net_warn_ratelimited,
     prelude::*,
@@ -35,7 +35,7 @@ use crate::{rcv::Ctx, Icmp};
 
 /// `icmp_socket_deliver`: passes an error to the raw sockets and the `err_handler` of the
 /// protocol of the quoted packet (`skb->data` at its IP header).
-fn icmp_socket_deliver(ctx: &Ctx<'_>, skb: &mut SkBuff, info: u32) {
+fn icmp_socket_deliver(ctx: &Ctx<'_>, mut skb: Pin<&mut SkBuff>, info: u32) {
     // The caller made the fixed IP header linear.
     let Some(iph) = IpHdr::from_bytes(skb.data()) else {
         return;
@@ -44,7 +44,7 @@ fn icmp_socket_deliver(ctx: &Ctx<'_>, skb: &mut SkBuff, info: u32) {
 
     // Checkin full IP header plus 8 bytes of protocol to avoid additional coding at protocol
     // handlers. IPPROTO_RAW sockets are not supposed to receive anything.
-    if !skb.may_pull(iph.header_len() as u32 + 8) || protocol == IPPROTO_RAW {
+    if !skb.as_mut().may_pull(iph.header_len() as u32 + 8) || protocol == IPPROTO_RAW {
         ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
         return;
     }
@@ -67,7 +67,10 @@ fn icmp_tag_validation(protocol: u8, rcu: &rcu::Guard) -> bool {
 
 /// `icmp_unreach`: handles destination unreachable, source quench, time exceeded and
 /// parameter problem.
-pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut Ipv4RxSkBuff) -> Result<(), DropReason> {
+pub(crate) fn icmp_unreach(
+    ctx: &Ctx<'_>,
+    mut skb: Pin<&mut Ipv4RxSkBuff>,
+) -> Result<(), DropReason> {
     let net = ctx.net;
     let out_err = |reason| {
         ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
@@ -75,7 +78,7 @@ pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut Ipv4RxSkBuff) -> Result<(), 
     };
 
     // Incomplete header? Only checks for the IP header; upper levels check longer headers.
-    if !skb.may_pull(IpHdr::LEN as u32) {
+    if !skb.as_mut().as_skb_mut().may_pull(IpHdr::LEN as u32) {
         return out_err(DropReason::NOT_SPECIFIED);
     }
     let (Some(icmph), Some(iph)) = (skb.icmp_hdr(), IpHdr::from_bytes(skb.data())) else {
@@ -153,24 +156,27 @@ pub(crate) fn icmp_unreach(ctx: &Ctx<'_>, skb: &mut Ipv4RxSkBuff) -> Result<(), 
         }
     }
 
-    icmp_socket_deliver(ctx, skb, info);
+    icmp_socket_deliver(ctx, skb.as_skb_mut(), info);
     Ok(())
 }
 
 /// `icmp_redirect`: hands a redirect to the protocol of the quoted packet, whose error
 /// handler applies it to the route cache (`ipv4_redirect`, subject to the accept_redirects,
 /// secure_redirects and shared_media settings).
-pub(crate) fn icmp_redirect(ctx: &Ctx<'_>, skb: &mut Ipv4RxSkBuff) -> Result<(), DropReason> {
+pub(crate) fn icmp_redirect(
+    ctx: &Ctx<'_>,
+    mut skb: Pin<&mut Ipv4RxSkBuff>,
+) -> Result<(), DropReason> {
     if skb.len() < IpHdr::LEN as u32 {
         ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
         return Err(DropReason::PKT_TOO_SMALL);
     }
-    if !skb.may_pull(IpHdr::LEN as u32) {
+    if !skb.as_mut().as_skb_mut().may_pull(IpHdr::LEN as u32) {
         // There ought to be a stat.
         return Err(DropReason::NOMEM);
     }
     let gateway = skb.icmp_hdr().map_or(0, |h| h.gateway().to_host());
-    icmp_socket_deliver(ctx, skb, gateway);
+    icmp_socket_deliver(ctx, skb.as_skb_mut(), gateway);
     Ok(())
 }
 
@@ -178,7 +184,7 @@ pub(crate) fn icmp_redirect(ctx: &Ctx<'_>, skb: &mut Ipv4RxSkBuff) -> Result<(),
 /// sent. Errors about echo requests go to the ping socket that sent them (`ping_err`); for
 /// an echo reply the kernel sent, a "fragmentation needed" updates the path MTU and a
 /// redirect the route, as for any other protocol.
-pub(crate) fn icmp_err(_icmp: &Icmp, skb: &mut SkBuff, info: u32) -> Result {
+pub(crate) fn icmp_err(_icmp: &Icmp, skb: Pin<&mut SkBuff>, info: u32) -> Result {
     let data = skb.data();
     let Some(iph) = IpHdr::from_bytes(data) else {
         return Ok(());
