@@ -9,6 +9,7 @@ selection, IP options, rate limits, VRF. Built-in C vs rust_icmp, same boot.
 Topology: peer 10.0.1.1 -- 10.0.1.2 dut 10.0.2.2 -- 10.0.2.1 far, the dut forwarding.
 The peer sends hand-built IP packets (fixed IP ID, so quotes are comparable)."""
 
+import collections
 import os
 import socket
 import struct
@@ -294,10 +295,17 @@ def same_in_any_order(c, rust):
             f"{k}=({c.mib.get(k, 0)},{rust.mib.get(k, 0)})" for k in keys
             if c.mib.get(k, 0) != rust.mib.get(k, 0)))
     if c.drops != rust.drops:
-        problems.append("drop reasons differ")
+        problems.append("drop reasons differ: " + counts_differ(c.drops, rust.drops))
     if c.sends != rust.sends:
-        problems.append("icmp:icmp_send events differ")
+        problems.append("icmp:icmp_send events differ: " + counts_differ(c.sends, rust.sends))
     return problems
+
+
+def counts_differ(c, rust):
+    """What occurs a different number of times in the two lists, as `item=(C, Rust)`."""
+    c, rust = collections.Counter(c), collections.Counter(rust)
+    return " ".join(f"{k}=({c[k]},{rust[k]})" for k in sorted(set(c) | set(rust))
+                    if c[k] != rust[k])
 
 
 def marked_errors(t):

@@ -26,9 +26,9 @@ import fnmatch
 import time
 import traceback
 
-from icmptest import (Capture, DropTrace, FunctionCount, Sender, Topology, delta, describe,
-                      livepatch_state, load_module, mask_packet, masked_checksums_wrong, mib,
-                      module_counters, module_loaded, unload_module)
+from icmptest import (Capture, DropTrace, FunctionCount, Sender, Topology, close_drained, delta,
+                      describe, livepatch_state, load_module, mask_packet, masked_checksums_wrong,
+                      mib, module_counters, module_loaded, unload_module)
 
 # The counters /proc/net/rust_icmp mirrors, besides IcmpMsg{In,Out}Type*.
 MODULE_MIBS = ("IcmpInMsgs", "IcmpInErrors", "IcmpInCsumErrors", "IcmpOutMsgs",
@@ -143,7 +143,7 @@ def run_once(sc):
                 r.drops, r.sends = trace.stop()
                 r.module_drops = trace.in_module
                 for s_ in topo.keep:
-                    s_.close()
+                    close_drained(s_)
             r.obs = dict(topo.obs)
             r.mib = delta(before, mib(topo.DUT, ipv6=v6))
             mod_after = module_counters(topo.DUT)

@@ -102,6 +102,9 @@ def sh(cmd, check=True, input=None):
 
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
+# Socket options (<linux/in.h>, <linux/icmp.h>, <linux/icmpv6.h>): the ICMP types a raw
+# socket filters out.
+SOL_RAW, ICMP_FILTER, ICMP6_FILTER = 255, 1, 1
 _host_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
 
 
@@ -404,6 +407,10 @@ class Sender:
         for s in (self.raw_icmp, self.raw_ip):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        # A raw ICMP socket queues a copy of every ICMP message its namespace receives, and
+        # nobody reads this one. Unfiltered, it would hold all the answers of a scenario and
+        # drop them (QUEUE_PURGE) a grace period after it is closed: see close_drained().
+        self.raw_icmp.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", 0xFFFFFFFF))
 
     def icmp(self, dst, msg, options=None, ttl=None):
         if options is not None:
@@ -433,16 +440,31 @@ class Sender:
             with InNetns(self.ns):
                 self.raw_icmp6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW,
                                                socket.IPPROTO_ICMPV6)
+            # Blocks every type, for the reason given for raw_icmp above.
+            self.raw_icmp6.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, b"\xff" * 32)
         if hlim is not None:
             self.raw_icmp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, hlim)
         self.raw_icmp6.sendto(msg, (dst, 0))
 
     def close(self):
-        self.raw_icmp.close()
-        self.raw_ip.close()
-        for s in (self.raw_ip6, self.raw_icmp6):
+        for s in (self.raw_icmp, self.raw_ip, self.raw_ip6, self.raw_icmp6):
             if s is not None:
-                s.close()
+                close_drained(s)
+
+
+def close_drained(sock):
+    """Closes a socket after reading what is queued on it. The kernel frees an inet socket
+    (raw, ping, UDP) one RCU grace period after its last close and drops what is still queued
+    then (`QUEUE_PURGE`); on a loaded machine that can happen while the next scenario records
+    its drop reasons, which would charge this scenario's leftovers to that one."""
+    sock.setblocking(False)
+    for flags in (0, socket.MSG_ERRQUEUE):
+        for _ in range(100000):
+            try:
+                sock.recvmsg(65536, 4096, flags)
+            except OSError:     # empty (EAGAIN), or nothing to read on this kind of socket
+                break
+    sock.close()
 
 
 ETH_P_ALL, ETH_P_IP, ETH_P_IPV6, PACKET_OUTGOING = 0x0003, 0x0800, 0x86DD, 4
