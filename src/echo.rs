@@ -8,14 +8,14 @@ use kernel::net::{
         xmit::IpOptionsData,
         IcmpHdr, Ipv4RxSkBuff,
     },
-    skb::{ChecksumState, DropReason, OwnedSkBuff, PACKET_HOST},
+    skb::DropReason,
     Be32,
 };
 
 use crate::{
     probe,
     rcv::Ctx,
-    reply::{icmp_reply, IcmpBxm, IcmpBxmData, Reply, Request},
+    reply::{icmp_reply, IcmpBxm, IcmpBxmData},
 };
 use core::pin::Pin;
 use kernel::net::ipv4::icmp::IcmpMib;
@@ -23,35 +23,20 @@ use kernel::net::ipv4::icmp::IcmpMib;
 /// `icmp_echo`: answers an echo request with an echo reply carrying the same identifier,
 /// sequence number and data (RFC 792; RFC 1122 3.2.2.6), and an extended echo request
 /// (RFC 8335 PROBE) with the state of the interface it names, unless
-/// `net.ipv4.icmp_echo_ignore_all` is set. The request is consumed, or sent back as the
-/// reply when that gives the same packet ([`Reply::InPlace`]).
-pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: OwnedSkBuff<Ipv4RxSkBuff>) {
+/// `net.ipv4.icmp_echo_ignore_all` is set. The request is consumed by `icmp_rcv` in every
+/// case (C returns `SKB_NOT_DROPPED_YET`).
+pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropReason> {
     // Should there be an ICMP stat for ignored echos? C has none.
     if ctx.net.sysctl_icmp_echo_ignore_all() != 0 {
-        skb.consume();
-        return;
+        return Ok(());
     }
     let Some(mut icmph) = skb.icmp_hdr() else {
-        skb.consume();
-        return;
+        return Ok(());
     };
     if icmph.type_ == ICMP_ECHO {
         icmph.type_ = ICMP_ECHOREPLY;
-        // The reply can be the request's own buffer with the checksum updated for the new
-        // type, if the request's checksum was verified from its bytes: `icmp_rcv` left it
-        // `CHECKSUM_COMPLETE` (a device's `CHECKSUM_UNNECESSARY` was not checked here, and a
-        // `CHECKSUM_PARTIAL` one is not final). Replies to requests with IP options (echoed)
-        // or to broadcast and multicast requests are copied, as C copies every reply.
-        if skb.ip_options().optlen() == 0
-            && skb.pkt_type() == PACKET_HOST
-            && skb.checksum_state() == ChecksumState::Complete
-        {
-            icmp_reply(ctx.icmp, Reply::InPlace(Request::new(skb), icmph), ctx.rcu);
-            return;
-        }
     } else if !probe::icmp_build_probe(&skb, &mut icmph) {
-        skb.consume();
-        return;
+        return Ok(());
     }
     let mut param = IcmpBxm {
         skb: &*skb,
@@ -65,8 +50,8 @@ pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: OwnedSkBuff<Ipv4RxSkBuff>) {
         replyopts: IpOptionsData::new(),
         ext: None,
     };
-    icmp_reply(ctx.icmp, Reply::Copy(&mut param), ctx.rcu);
-    skb.consume();
+    icmp_reply(ctx.icmp, &mut param, ctx.rcu);
+    Ok(())
 }
 
 /// `icmp_timestamp`: answers a timestamp request (RFC 792) with our receive and transmit
@@ -102,6 +87,6 @@ pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: Pin<&mut Ipv4RxSkBuff>) -> Resu
         replyopts: IpOptionsData::new(),
         ext: None,
     };
-    icmp_reply(ctx.icmp, Reply::Copy(&mut param), ctx.rcu);
+    icmp_reply(ctx.icmp, &mut param, ctx.rcu);
     Ok(())
 }

@@ -109,11 +109,6 @@ impl IcmpExtTail {
         &self.ext[..self.ext_len]
     }
 
-    /// The zeros between the quoted bytes and the extension.
-    pub(crate) fn padding(&self) -> usize {
-        ORIG_DGRAM_LEN - self.quoted
-    }
-
     /// Appends `bytes` to the extension structure (`skb_put_data`); the room is reserved by
     /// [`EXT_MAX`].
     fn put(&mut self, bytes: &[u8]) -> usize {

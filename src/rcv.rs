@@ -39,7 +39,7 @@ pub(crate) struct Ctx<'a> {
 pub(crate) enum Handler {
     /// Looks at the packet, which `icmp_rcv` then consumes, or drops for the reason returned.
     Borrows(fn(&Ctx<'_>, Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropReason>),
-    /// Takes the packet and consumes it, or sends it back as the reply (`icmp_echo`).
+    /// Takes the packet (`ping_rcv`).
     Takes(fn(&Ctx<'_>, OwnedSkBuff<Ipv4RxSkBuff>)),
 }
 
@@ -73,7 +73,7 @@ pub(crate) static ICMP_POINTERS: [IcmpControl; NR_ICMP_TYPES as usize + 1] = [
     /* ICMP_REDIRECT */ entry(Borrows(unreach::icmp_redirect), true),
     /* 6 */ entry(Borrows(icmp_discard), true),
     /* 7 */ entry(Borrows(icmp_discard), true),
-    /* ICMP_ECHO */ entry(Takes(echo::icmp_echo), false),
+    /* ICMP_ECHO */ entry(Borrows(echo::icmp_echo), false),
     /* 9 */ entry(Borrows(icmp_discard), true),
     /* 10 */ entry(Borrows(icmp_discard), true),
     /* ICMP_TIME_EXCEEDED */ entry(Borrows(unreach::icmp_unreach), true),
@@ -206,7 +206,7 @@ fn icmp_rcv_reason(
 
     // ICMP Extended Echo (PROBE) messages are outside the table, which ends at type 18.
     if type_ == ICMP_EXT_ECHO {
-        return Ok(Next::Handover(echo::icmp_echo));
+        return echo::icmp_echo(ctx, skb).map(|()| Next::Consume);
     }
 
     if rt_flags & (RTCF_BROADCAST | RTCF_MULTICAST) != 0 {

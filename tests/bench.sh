@@ -40,8 +40,8 @@
 #                     For the report's symbols: /proc/kallsyms once per boot, the module's
 #                     symbols after each Rust run, the functions of the built-in icmp.o.
 #                     tools/bench/run runs it alone, in a boot of its own with the plugin.
-#   insns1400         the same with 1400-byte payloads: what the in-place echo reply saves
-#                     (no copy, no checksum over the data) against a round trip's whole cost.
+#   insns1400         the same with 1400-byte payloads: what copying and summing the data
+#                     costs against a round trip's whole cost.
 #   insnsudp          the same with 56-byte UDP datagrams to a closed port, each answered
 #                     by a port unreachable (__icmp_send's path, the rate limits lifted).
 #

@@ -65,7 +65,8 @@ def replies(n):
     return check
 
 
-# 1. The in-place echo reply must leave with a new buffer's state.
+# 1. The echo reply must leave with a new buffer's state, as C's does (whatever the
+#    module builds it from: up to commit 58b2846, the request's own buffer).
 
 def ll_rules(t):
     # At LOCAL_OUT a new buffer has no link-layer header: @ll payload matches nothing.

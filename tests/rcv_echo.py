@@ -71,8 +71,7 @@ def scenarios():
     # Replies whose 16-bit words add up to zero: C's checksum is then what the kernel's
     # checksum code makes of it, 0 on the test kernel (x86-64's copy starts its sum from ~0),
     # 0xffff on the debug one (the generic copy of a KASAN kernel starts from 0); the
-    # differential run compares whichever it is. Sent in place (RFC 1624's update) and,
-    # with IP options, copied.
+    # differential run compares whichever it is. Without and with IP options.
     s.append(Scenario("echo_reply_all_zeros", lambda t, send: send.icmp(
         t.DUT_ADDR, echo(0, 0, bytes(8))), sanity=replies(1)))
     s.append(Scenario("echo_reply_words_sum_ffff", lambda t, send: send.icmp(

@@ -234,7 +234,7 @@ def from_two_cpus(n):
     """Two processes of the peer, pinned to CPUs 0 and 1, send at once: one `n` echo
     requests, the other `n` datagrams to a closed port. veth hands each packet to the dut's
     stack on the sender's CPU, so the dut answers on both CPUs together, each through its
-    own CPU's control socket (and the echo replies, in place or not, alongside errors)."""
+    own CPU's control socket (and the echo replies alongside errors)."""
     def action(t, send):
         # Room for all the answers while the senders run (rmem_max caps SO_RCVBUF).
         t.cap.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
