@@ -14,7 +14,10 @@ use kernel::{
         ipv4::{
             icmp::IcmpMib,
             route::{Flowi4, Route},
-            xmit::{fib_compute_spec_dst, FragSkb, GetFrag, IpOptionsData, IpcmCookie, XmitSock},
+            xmit::{
+                fib_compute_spec_dst, FragBuf, FragSkb, GetFrag, IpOptionsData, IpcmCookie,
+                XmitSock,
+            },
             IcmpHdr, Ipv4RxSkBuff, IPPROTO_ICMP,
         },
         skb::SkBuffKind,
@@ -75,40 +78,52 @@ pub(crate) struct IcmpBxm<'a, K: SkBuffKind> {
 }
 
 impl<K: SkBuffKind> IcmpBxm<'_, K> {
-    /// Copies the payload's bytes from `offset` into `to` and returns their checksum (C's
-    /// `skb_copy_and_csum_bits` from `icmp_param->skb`, which is the extended clone of the
-    /// datagram when there is an extension). `None` if they are not all in the payload.
-    fn copy_and_csum(&self, offset: usize, to: &mut [u8]) -> Option<Wsum> {
+    /// Appends the payload's bytes from `offset` to `to`, filling it, and returns their
+    /// checksum (C's `skb_copy_and_csum_bits` from `icmp_param->skb`, which is the extended
+    /// clone of the datagram when there is an extension). `None` if they are not all in the
+    /// payload.
+    fn copy_and_csum(&self, offset: usize, to: &mut FragBuf<'_>) -> Option<Wsum> {
+        let from = self.offset + i32::try_from(offset).ok()?;
         let Some(ext) = &self.ext else {
-            return self
-                .skb
-                .as_skb()
-                .copy_and_csum_bits_into(self.offset + i32::try_from(offset).ok()?, to);
+            return to
+                .put_copy_and_csum(self.skb.as_skb(), from, to.remaining())
+                .ok();
         };
         if offset + to.len() > ext.len() {
             return None;
         }
         // The part quoted from the datagram, then the tail's bytes.
         let from_skb = ext.quoted().saturating_sub(offset).min(to.len());
-        let (head, rest) = to.split_at_mut(from_skb);
         let mut sum = Wsum::ZERO;
-        if !head.is_empty() {
-            sum = self
-                .skb
-                .as_skb()
-                .copy_and_csum_bits_into(self.offset + i32::try_from(offset).ok()?, head)?;
+        if from_skb > 0 {
+            sum = to.put_copy_and_csum(self.skb.as_skb(), from, from_skb).ok()?;
         }
-        for (i, b) in rest.iter_mut().enumerate() {
-            *b = ext.byte(offset + from_skb + i);
+        // The tail's bytes, through a small buffer.
+        let mut chunk = [0u8; 64];
+        let mut at = offset + from_skb;
+        while to.remaining() > 0 {
+            let n = to.remaining().min(chunk.len());
+            for (i, b) in chunk[..n].iter_mut().enumerate() {
+                *b = ext.byte(at + i);
+            }
+            to.put(&chunk[..n]).ok()?;
+            at += n;
         }
-        Some(sum.block_add(Wsum::ZERO.partial(rest), from_skb))
+        let tail = to.written().get(from_skb..)?;
+        Some(sum.block_add(Wsum::ZERO.partial(tail), from_skb))
     }
 }
 
 /// `icmp_glue_bits`: copies payload bytes into the packet being built and adds their checksum
 /// to the fragment's sum. Errors also get the conntrack entry of the packet they are about.
 impl<K: SkBuffKind> GetFrag for IcmpBxm<'_, K> {
-    fn getfrag(&self, to: &mut [u8], offset: usize, odd: usize, skb: &mut FragSkb) -> Result {
+    fn getfrag(
+        &self,
+        to: &mut FragBuf<'_>,
+        offset: usize,
+        odd: usize,
+        skb: &mut FragSkb,
+    ) -> Result {
         // C: BUG() if the range is not in the packet (`data_len` was computed from it).
         let csum = self.copy_and_csum(offset, to).ok_or(EFAULT)?;
         skb.set_csum(skb.csum().block_add(csum, odd));
