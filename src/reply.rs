@@ -96,7 +96,9 @@ impl<K: SkBuffKind> IcmpBxm<'_, K> {
         let from_skb = ext.quoted().saturating_sub(offset).min(to.len());
         let mut sum = Wsum::ZERO;
         if from_skb > 0 {
-            sum = to.put_copy_and_csum(self.skb.as_skb(), from, from_skb).ok()?;
+            sum = to
+                .put_copy_and_csum(self.skb.as_skb(), from, from_skb)
+                .ok()?;
         }
         // The tail's bytes, through a small buffer.
         let mut chunk = [0u8; 64];
