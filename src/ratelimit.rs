@@ -88,7 +88,8 @@ fn icmpv4_mask_allow(net: &Net, type_: i32, code: i32) -> bool {
 /// `icmpv4_global_allow`: `None` if the global limit forbids the message (counted as
 /// `OutRateLimitGlobal`), else `Some(apply_ratelimit)`, whether the per-peer limit
 /// ([`icmpv4_xrlim_allow`]) still applies (C's `*apply_ratelimit` out-parameter).
-// Inlined into its two callers, like the next: on every reply's path (see `icmp_echo_in_place`).
+// Inlined into its two callers (`icmp_reply`, `__icmp_send`), like the next: on every
+// message's path.
 #[inline(always)]
 pub(crate) fn icmpv4_global_allow(icmp: &Icmp, net: &Net, type_: i32, code: i32) -> Option<bool> {
     if icmpv4_mask_allow(net, type_, code) {
