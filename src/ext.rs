@@ -34,14 +34,12 @@ use kernel::{
     sync::rcu,
 };
 
+use crate::unreach::{EXTOBJ_HDR_LEN, EXT_HDR_LEN};
+
 /// `IFA_F_SECONDARY`.
 const IFA_F_SECONDARY: u32 = 1;
 /// `RT_SCOPE_UNIVERSE`.
 const RT_SCOPE_UNIVERSE: u8 = 0;
-/// `sizeof(struct icmp_ext_hdr)`: version, reserved, checksum.
-const EXT_HDR_LEN: usize = 4;
-/// `sizeof(struct icmp_extobj_hdr)`: length, class number, class type.
-const EXTOBJ_HDR_LEN: usize = 4;
 /// `sizeof(struct icmp_ext_iio_addr4_subobj)`: AFI, reserved, address.
 const IIO_ADDR4_SUBOBJ_LEN: usize = 8;
 /// `ALIGN(sizeof(struct icmp_ext_iio_name_subobj), 4)`: a length byte and `IFNAMSIZ` bytes of

@@ -10,7 +10,7 @@
 
 use kernel::{
     net::{
-        dev::NetDevice,
+        dev::{NetDevice, IFNAMSIZ},
         ipv4::{
             icmp::{
                 ICMPV6_EXT_ECHO_REPLY, ICMP_AFI_IP, ICMP_AFI_IP6, ICMP_EXT_CODE_MAL_QUERY,
@@ -33,8 +33,6 @@ use crate::unreach::{EXTOBJ_HDR_LEN, EXT_HDR_LEN};
 /// `sizeof(struct icmp_ext_echo_iio)`: the object header and the largest identifier (an
 /// address family header and an IPv6 address).
 const IIO_MAX_LEN: usize = EXTOBJ_HDR_LEN + 4 + 16;
-/// `IFNAMSIZ`.
-const IFNAMSIZ: usize = 16;
 
 /// The Interface Identification Object of a request, as read from the packet.
 struct Iio {
