@@ -118,35 +118,32 @@ def reassembly_timeouts(n, times=-1):
     return action
 
 
-def ttl_1_datagrams(n, times=-1):
-    """With the faults on, limited to allocations under ip_append_data, the peer sends `n` UDP
-    datagrams to far with TTL 1, 0.2 s apart; the dut's time exceeded errors need a buffer
-    each. (Until the faults could be limited so, TCP SYNs carried the TTL, and a slow guest
-    retransmitted them after the faults were off.)"""
+def paced_under_faults(n, times, packet):
+    """With the faults on, limited to allocations under ip_append_data (which the peer's
+    IP_HDRINCL socket does not pass through), the peer sends `packet(t, i)` for each i below
+    `n`, 0.2 s apart, then gives the dut 0.5 s to answer the last."""
     def action(t, send):
-        faults = SendBufferFaults(times, within=("ip_append_data",))
-        with faults:
+        with SendBufferFaults(times, within=("ip_append_data",)):
             for i in range(n):
                 if i:
                     time.sleep(0.2)
-                send.ip(ipv4(t.PEER_ADDR, t.FAR_ADDR, 17, udp(41000 + i, 9, pattern(32)),
-                             ttl=1, ident=0x4343 + i))
+                send.ip(packet(t, i))
             time.sleep(0.5)
     return action
+
+
+def ttl_1_datagrams(n, times=-1):
+    """`n` UDP datagrams to far with TTL 1: the dut's time exceeded errors need a buffer each.
+    (Until the faults could be limited to ip_append_data, TCP SYNs carried the TTL, and a slow
+    guest retransmitted them after the faults were off.)"""
+    return paced_under_faults(n, times, lambda t, i: ipv4(
+        t.PEER_ADDR, t.FAR_ADDR, 17, udp(41000 + i, 9, pattern(32)), ttl=1, ident=0x4343 + i))
 
 
 def echo_requests(n, times=-1):
-    """With the faults on, limited to allocations under ip_append_data, the peer sends `n`
-    echo requests to the dut, 0.2 s apart; the dut's replies need a buffer each."""
-    def action(t, send):
-        faults = SendBufferFaults(times, within=("ip_append_data",))
-        with faults:
-            for i in range(n):
-                if i:
-                    time.sleep(0.2)
-                send.ip(ipv4(t.PEER_ADDR, t.DUT_ADDR, 1, echo(0x4242, i + 1, pattern(56))))
-            time.sleep(0.5)
-    return action
+    """`n` echo requests to the dut: its replies need a buffer each."""
+    return paced_under_faults(n, times, lambda t, i: ipv4(
+        t.PEER_ADDR, t.DUT_ADDR, 1, echo(0x4242, i + 1, pattern(56))))
 
 
 def out_errors(n, sent):
