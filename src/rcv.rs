@@ -21,7 +21,7 @@ use kernel::{
 };
 
 use crate::{echo, stats::Mibs, unreach, Icmp};
-use Handler::{Borrows, Takes};
+use Handler::Borrows;
 
 /// What every handler gets besides the packet: the protocol state and the namespace the
 /// packet arrived in (C handlers recompute `net` from the skb's route each time).
@@ -39,14 +39,15 @@ pub(crate) struct Ctx<'a> {
 pub(crate) enum Handler {
     /// Looks at the packet, which `icmp_rcv` then consumes, or drops for the reason returned.
     Borrows(fn(&Ctx<'_>, Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropReason>),
-    /// Takes the packet (`ping_rcv`).
-    Takes(fn(&Ctx<'_>, OwnedSkBuff<Ipv4RxSkBuff>)),
+    /// `ping_rcv` (ping.c), which takes the packet and queues it on the ping socket whose
+    /// identifier it carries. As in C, `icmp_rcv` hands echo replies to it before it looks at
+    /// the table, so this entry is never used.
+    PingRcv,
 }
 
 /// What `icmp_rcv` does with the packet once it passed its checks.
 enum Next {
     Consume,
-    Handover(fn(&Ctx<'_>, OwnedSkBuff<Ipv4RxSkBuff>)),
     /// An echo reply or extended echo reply, for `ping_rcv`, which consumes or frees it.
     PingRcv,
 }
@@ -65,7 +66,7 @@ const fn entry(handler: Handler, error: bool) -> IcmpControl {
 
 /// `icmp_pointers[]`: how each type 0..=18 is handled (icmp.c's table, same order).
 pub(crate) static ICMP_POINTERS: [IcmpControl; NR_ICMP_TYPES as usize + 1] = [
-    /* ICMP_ECHOREPLY */ entry(Takes(ping_rcv), false),
+    /* ICMP_ECHOREPLY */ entry(Handler::PingRcv, false),
     /* 1 */ entry(Borrows(icmp_discard), true),
     /* 2 */ entry(Borrows(icmp_discard), true),
     /* ICMP_DEST_UNREACH */ entry(Borrows(unreach::icmp_unreach), true),
@@ -100,13 +101,6 @@ fn icmp_discard(_ctx: &Ctx<'_>, _skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), Drop
     Ok(())
 }
 
-/// The table's entry for echo replies: `ping_rcv` (ping.c) queues them on the ping socket
-/// whose identifier they carry. As in C, `icmp_rcv` hands echo replies to `ping_rcv` before
-/// it looks at the table, so this entry is never used.
-fn ping_rcv(ctx: &Ctx<'_>, skb: OwnedSkBuff<Ipv4RxSkBuff>) {
-    let _ = icmp::ping_rcv(skb, ctx.rcu);
-}
-
 /// `icmp_rcv`: the entry point for every ICMP message delivered to this host.
 pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rcu::Guard) -> i32 {
     let route = skb
@@ -127,10 +121,6 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rc
     match icmp_rcv_reason(&ctx, skb.as_mut(), rt_flags) {
         Ok(Next::Consume) => {
             skb.consume();
-            NET_RX_SUCCESS
-        }
-        Ok(Next::Handover(handler)) => {
-            handler(&ctx, skb);
             NET_RX_SUCCESS
         }
         Ok(Next::PingRcv) => match icmp::ping_rcv(skb, rcu) {
@@ -236,6 +226,6 @@ fn icmp_rcv_reason(
 
     match control.handler {
         Borrows(handler) => handler(ctx, skb).map(|()| Next::Consume),
-        Takes(handler) => Ok(Next::Handover(handler)),
+        Handler::PingRcv => Ok(Next::PingRcv),
     }
 }

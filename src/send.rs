@@ -103,7 +103,7 @@ fn icmp_route_lookup(
             if !core::ptr::eq(&*rt, plain) {
                 return Ok(rt);
             }
-            if inet_addr_type_dev_table(net, route_lookup_dev, fl4.daddr()) == RTN_LOCAL as u8 {
+            if inet_addr_type_dev_table(net, route_lookup_dev, fl4.daddr()) == RTN_LOCAL {
                 return Ok(rt);
             }
             Some(rt)
@@ -119,8 +119,7 @@ fn icmp_route_lookup(
         return relookup_failed(rt, e);
     }
 
-    let rt2 = if inet_addr_type_dev_table(net, route_lookup_dev, fl4_dec.saddr()) == RTN_LOCAL as u8
-    {
+    let rt2 = if inet_addr_type_dev_table(net, route_lookup_dev, fl4_dec.saddr()) == RTN_LOCAL {
         Route::output_key_hash(net, &mut fl4_dec, None)
     } else {
         let mut fl4_2 = fl4_dec.clone();
