@@ -102,6 +102,8 @@ fn icmp_discard(_ctx: &Ctx<'_>, _skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), Drop
 }
 
 /// `icmp_rcv`: the entry point for every ICMP message delivered to this host.
+// Inlined into the protocol trampoline, its one caller.
+#[inline]
 pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rcu::Guard) -> i32 {
     let route = skb
         .rtable(rcu)
@@ -163,6 +165,7 @@ fn icmp_xfrm_reverse_check(mut skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropRe
 }
 
 /// `icmp_rcv` up to the point where it frees the packet: validation, counters, dispatch.
+#[inline]
 fn icmp_rcv_reason(
     ctx: &Ctx<'_>,
     mut skb: Pin<&mut Ipv4RxSkBuff>,

@@ -74,6 +74,8 @@ kernel::inet_protocol! {
     impl InetProtocol for Icmp {
         const PROTOCOL: u8 = IPPROTO_ICMP;
 
+        // Inlined into the protocol trampoline: on every ICMP message's path.
+        #[inline]
         fn handler(&self, skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rcu::Guard) -> i32 {
             rcv::icmp_rcv(self, skb, rcu)
         }
@@ -96,8 +98,10 @@ impl IcmpHooks for Icmp {
         send::__icmp_send(self, skb_in, type_, code, info, parm);
     }
 
-    fn icmp_out_count(&self, net: &Net, type_: u8) {
-        stats::icmp_out_count(self, net, type_);
+    // Inlined into the live patch's hook: on every ICMP message's path.
+    #[inline]
+    fn icmp_out_count(&self, net: &Net, type_: u8, rcu: &rcu::Guard) {
+        stats::icmp_out_count(self, net, type_, rcu);
     }
 
     fn icmp_global_allow(&self, net: &Net) -> bool {

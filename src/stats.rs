@@ -180,9 +180,8 @@ pub(crate) fn icmp_inc_stats(icmp: &crate::Icmp, net: &Net, mib: IcmpMib) {
 /// socket: ours, whose replies carry `fl4_icmp_type` (0 for `icmp_reply`), and user space's.
 // Inlined into its one caller, the live patch's hook: on every ICMP message's path.
 #[inline(always)]
-pub(crate) fn icmp_out_count(icmp: &crate::Icmp, net: &Net, type_: u8) {
-    let rcu = rcu::read_lock();
-    let mibs = Mibs::new(icmp, net, &rcu);
+pub(crate) fn icmp_out_count(icmp: &crate::Icmp, net: &Net, type_: u8, rcu: &rcu::Guard) {
+    let mibs = Mibs::new(icmp, net, rcu);
     net.icmpmsg_out_inc_stats(type_);
     mibs.icmp_inc_stats(IcmpMib::OutMsgs);
     if let Some(c) = mibs.mine {
