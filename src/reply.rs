@@ -8,6 +8,7 @@
 //! control socket queues both with `ip_append_data`, the checksum is completed over the queue
 //! and the packet is sent with `ip_push_pending_frames`: the IP layer builds every message.
 
+use core::pin::Pin;
 use kernel::{
     net::{
         checksum::Wsum,
@@ -124,11 +125,12 @@ impl<K: SkBuffKind> GetFrag for IcmpBxm<'_, K> {
         to: &mut FragBuf<'_>,
         offset: usize,
         odd: usize,
-        skb: &mut FragSkb,
+        mut skb: Pin<&mut FragSkb>,
     ) -> Result {
         // C: BUG() if the range is not in the packet (`data_len` was computed from it).
         let csum = self.copy_and_csum(offset, to).ok_or(EFAULT)?;
-        skb.set_csum(skb.csum().block_add(csum, odd));
+        let sum = skb.csum().block_add(csum, odd);
+        skb.as_mut().set_csum(sum);
         if rcv::icmp_pointers_error(self.data.icmph.type_) {
             skb.nf_ct_attach(self.skb.as_skb());
         }
