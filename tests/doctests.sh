@@ -7,7 +7,7 @@
 # source has (an example that was not built fails as well as one that fails). Upstream's
 # examples run in the same suite; their results are listed, not counted. Then it runs the
 # suite rust_atomics (CONFIG_RUST_ATOMICS_KUNIT_TEST), whose types the series extends
-# (u8, u16): every one of its tests must pass.
+# (u8): every one of its tests must pass.
 #
 #   tests/doctests.sh
 set -u
@@ -18,7 +18,8 @@ SUITE=/sys/kernel/debug/kunit/rust_doctests_kernel
 SRC=$TOP/build/linux-src-7.3
 # The series' files with examples; KUnit names an example after its file, with the path's
 # '/' and '.' as '_', and its number in the file: ..._net_checksum_rs_0.
-FILES=(rust/kernel/net/mod.rs rust/kernel/net/checksum.rs rust/kernel/net/ipv4/hdr.rs)
+FILES=(rust/kernel/percpu.rs rust/kernel/sync/bh.rs rust/kernel/net/mod.rs
+	rust/kernel/net/checksum.rs rust/kernel/net/ipv4/hdr.rs)
 
 ktap_header "doctests.sh: the series' doc examples as KUnit tests" $((${#FILES[@]} + 2))
 
@@ -70,7 +71,7 @@ done
 [[ -n $failed ]] && ktap_diag "examples that fail, the series' and upstream's:" &&
 	sed 's/^[[:space:]]*/#   /' <<<"$failed"
 
-# kernel::sync::atomic's own KUnit tests, which cover every atomic type, u8 and u16 included.
+# kernel::sync::atomic's own KUnit tests, which cover every atomic type, u8 included.
 ATOMICS=/sys/kernel/debug/kunit/rust_atomics
 if [[ ! -w $ATOMICS/run ]]; then
 	ktap_not_ok "the suite rust_atomics passes" \
