@@ -30,9 +30,9 @@ use kernel::{
     livepatch,
     net::{
         ipv4::{
-            icmp::{IcmpHooks, Rfc4884},
+            icmp::{IcmpHooks, IcmpSendSkb, Rfc4884},
             xmit::{CtlSockConfig, CtlSockets, InetSkbParm},
-            IcmpHdr, Ipv4RxSkBuff, Ipv4SkBuff, IPPROTO_ICMP, IP_PMTUDISC_DONT,
+            IcmpHdr, Ipv4RxSkBuff, IPPROTO_ICMP, IP_PMTUDISC_DONT,
         },
         namespace::{self, Net},
         protocol::{BuiltinProtocol, Registration},
@@ -89,7 +89,7 @@ kernel::inet_protocol! {
 impl IcmpHooks for Icmp {
     fn icmp_send(
         &self,
-        skb_in: &Ipv4SkBuff,
+        skb_in: IcmpSendSkb<'_>,
         type_: i32,
         code: i32,
         info: Be32,

@@ -16,9 +16,9 @@ use kernel::{
     net::{
         dev::NetDevice,
         ipv4::{
-            icmp::{inet_addr_type_dev_table, NR_ICMP_TYPES},
+            icmp::{inet_addr_type_dev_table, IcmpSendSkb, NR_ICMP_TYPES},
             route::{
-                input_route, xfrm_decode_session_reverse, Flowi4, Route, Rtable, FLOWI_FLAG_ANYSRC,
+                xfrm_decode_session_reverse, Flowi4, Route, Rtable, FLOWI_FLAG_ANYSRC,
                 RTCF_BROADCAST, RTCF_LOCAL, RTCF_MULTICAST, RTN_LOCAL, RTN_UNREACHABLE,
                 XFRM_LOOKUP_ICMP,
             },
@@ -62,12 +62,13 @@ fn icmp_get_route_lookup_dev<'g>(skb: &Ipv4SkBuff, rcu: &'g rcu::Guard) -> Optio
 /// `icmp_route_lookup`: the route of an error about `skb_in`, to the quoted packet's source
 /// (or the first hop of its source route). With IPsec, if the plain route is not protected
 /// by a policy, the error is routed like the reverse of the quoted flow, so that it follows
-/// the same tunnel back.
+/// the same tunnel back. `lent` is `skb_in` with its route and control block, which the
+/// lookup of the input route borrows.
 #[allow(clippy::too_many_arguments)]
 fn icmp_route_lookup(
     net: &Net,
     fl4: &mut Flowi4,
-    skb_in: &Ipv4SkBuff,
+    lent: &mut IcmpSendSkb<'_>,
     iph: &IpHdr,
     saddr: Be32,
     dscp: u8,
@@ -77,6 +78,7 @@ fn icmp_route_lookup(
     replyopts: &IpOptionsData,
     rcu: &rcu::Guard,
 ) -> Result<Route> {
+    let skb_in = lent.skb();
     *fl4 = Flowi4::new();
     fl4.set_daddr(if replyopts.srr() != 0 {
         replyopts.faddr()
@@ -141,7 +143,7 @@ fn icmp_route_lookup(
             return relookup_failed(rt.take(), EINVAL);
         };
         // "Ugh!": the input route the quoted packet would have had, computed on skb_in.
-        let input = input_route(skb_in, fl4_dec.daddr(), fl4_dec.saddr(), dscp, dev);
+        let input = lent.input_route(fl4_dec.daddr(), fl4_dec.saddr(), dscp, dev);
         drop(out);
         match input {
             Ok(Some(rt2)) => {
@@ -189,14 +191,16 @@ fn icmp_route_lookup(
 /// `__icmp_send`: sends an ICMP message of `type_`/`code` about `skb_in` with `info` in the
 /// header's second word; `parm` is `skb_in`'s IP control block: its options, whose record
 /// route, timestamp and source route the message echoes, and the interface it came in on.
+/// `lent` is `skb_in` with its route and control block, lent by the caller for the call.
 pub(crate) fn __icmp_send(
     icmp: &Icmp,
-    skb_in: &Ipv4SkBuff,
+    mut lent: IcmpSendSkb<'_>,
     type_: i32,
     code: i32,
     info: Be32,
     parm: &InetSkbParm,
 ) {
+    let skb_in = lent.skb();
     let rcu = rcu::read_lock();
     let Some((rt_flags, rt_is_input, rt_dev)) = skb_in
         .rtable(&rcu)
@@ -302,7 +306,7 @@ pub(crate) fn __icmp_send(
     let Ok(rt) = icmp_route_lookup(
         net,
         &mut fl4,
-        skb_in,
+        &mut lent,
         &iph,
         saddr,
         tos & INET_DSCP_MASK,
