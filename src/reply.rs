@@ -211,8 +211,11 @@ pub(crate) fn icmp_reply(icmp: &Icmp, param: &mut IcmpBxm<'_, Ipv4RxSkBuff>, rcu
         return;
     }
 
-    // Needed by both icmpv4_global_allow and the xmit lock.
-    let bh = bh::disable();
+    // Needed by both icmpv4_global_allow and the xmit lock. (Not available with interrupts
+    // disabled, where C's local_bh_enable() would turn them on.)
+    let Some(bh) = bh::disable() else {
+        return;
+    };
 
     let Some(apply_ratelimit) = ratelimit::icmpv4_global_allow(icmp, net, type_, code) else {
         return;

@@ -247,8 +247,11 @@ pub(crate) fn __icmp_send(
         }
     }
 
-    // Needed by both icmpv4_global_allow and the xmit lock.
-    let bh = bh::disable();
+    // Needed by both icmpv4_global_allow and the xmit lock. (Not available with interrupts
+    // disabled, where C's local_bh_enable() would turn them on.)
+    let Some(bh) = bh::disable() else {
+        return;
+    };
 
     // Check the global icmp_msgs_per_sec rate limit, unless the incoming device is loopback.
     // If the outgoing device turns out not to be loopback, the peer rate limit still works
