@@ -7,7 +7,8 @@
 # source has (an example that was not built fails as well as one that fails). Upstream's
 # examples run in the same suite; their results are listed, not counted. Then it runs the
 # suite rust_atomics (CONFIG_RUST_ATOMICS_KUNIT_TEST), whose types the series extends
-# (u8): every one of its tests must pass.
+# (u8), and the series' own KUnit suites (`#[kunit_tests]`, built with CONFIG_KUNIT): every
+# one of their tests must pass, and each of the series' suites must run all its tests.
 #
 #   tests/doctests.sh
 set -u
@@ -20,8 +21,10 @@ SRC=$TOP/build/linux-src-7.3
 # '/' and '.' as '_', and its number in the file: ..._net_checksum_rs_0.
 FILES=(rust/kernel/percpu.rs rust/kernel/sync/bh.rs rust/kernel/net/mod.rs rust/kernel/net/namespace.rs
 	rust/kernel/net/checksum.rs rust/kernel/net/ipv4/hdr.rs)
+# The series' KUnit suites (`#[kunit_tests(name)]`), as name:file.
+SUITES=(rust_net_ipv4_xmit:rust/kernel/net/ipv4/xmit.rs)
 
-ktap_header "doctests.sh: the series' doc examples as KUnit tests" $((${#FILES[@]} + 2))
+ktap_header "doctests.sh: the series' doc examples as KUnit tests" $((${#FILES[@]} + ${#SUITES[@]} + 2))
 
 # The examples rustdoc runs in a file: code blocks of doc comments, less `ignore` and
 # `compile_fail` ones.
@@ -71,21 +74,30 @@ done
 [[ -n $failed ]] && ktap_diag "examples that fail, the series' and upstream's:" &&
 	sed 's/^[[:space:]]*/#   /' <<<"$failed"
 
-# kernel::sync::atomic's own KUnit tests, which cover every atomic type, u8 included.
-ATOMICS=/sys/kernel/debug/kunit/rust_atomics
-if [[ ! -w $ATOMICS/run ]]; then
-	ktap_not_ok "the suite rust_atomics passes" \
-		"no $ATOMICS/run: build the test kernel with linux/config/doctests.config"
-else
-	echo 1 >"$ATOMICS/run"
-	cases=$(grep -E '^[[:space:]]+(not )?ok [0-9]+ ' "$ATOMICS/results")
+# KUnit suites that run through debugfs: kernel::sync::atomic's own (rust_atomics), which
+# covers every atomic type, u8 included, and the series' (`#[kunit_tests]` modules), each of
+# whose `#[test]` functions must have run and passed.
+run_suite() { # name, tests expected (0: any number), where they are
+	local dir=/sys/kernel/debug/kunit/$1 cases ran bad
+	if [[ ! -w $dir/run ]]; then
+		ktap_not_ok "the suite $1 passes" \
+			"no $dir/run: build the test kernel with linux/config/doctests.config"
+		return
+	fi
+	echo 1 >"$dir/run"
+	cases=$(grep -E '^[[:space:]]+(not )?ok [0-9]+ ' "$dir/results")
 	ran=$(grep -c . <<<"$cases")
 	bad=$(grep -E '^[[:space:]]*not ok ' <<<"$cases")
-	if ((ran > 0)) && [[ -z $bad ]]; then
-		ktap_ok "the suite rust_atomics passes: $ran tests"
+	if ((ran > 0)) && { (($2 == 0)) || ((ran == $2)); } && [[ -z $bad ]]; then
+		ktap_ok "the suite $1 passes: $ran tests${3:+ of $3}"
 	else
-		ktap_not_ok "the suite rust_atomics passes" "$ran ran; failed: ${bad:-none}"
-		head -n 30 "$ATOMICS/results" | sed 's/^/#   /'
+		ktap_not_ok "the suite $1 passes${3:+ (${2} tests of $3)}" "$ran ran; failed: ${bad:-none}"
+		head -n 30 "$dir/results" | sed 's/^/#   /'
 	fi
-fi
+}
+run_suite rust_atomics 0
+for s in "${SUITES[@]}"; do
+	f=${s#*:}
+	run_suite "${s%%:*}" "$(grep -c '^[[:space:]]*#\[test\]' "$SRC/$f")" "$f"
+done
 ktap_finish
