@@ -22,7 +22,7 @@ SRC=$TOP/build/linux-src-7.3
 FILES=(rust/kernel/percpu.rs rust/kernel/sync/bh.rs rust/kernel/net/mod.rs
 	rust/kernel/net/namespace.rs rust/kernel/net/checksum.rs rust/kernel/net/ipv4/hdr.rs)
 # The series' KUnit suites (`#[kunit_tests(name)]`), as name:file.
-SUITES=(rust_net_ipv4_xmit:rust/kernel/net/ipv4/xmit.rs)
+SUITES=(rust_net_skb:rust/kernel/net/skb.rs rust_net_ipv4_xmit:rust/kernel/net/ipv4/xmit.rs)
 
 ktap_header "doctests.sh: the series' doc examples as KUnit tests" \
 	$((${#FILES[@]} + ${#SUITES[@]} + 2))
