@@ -80,7 +80,7 @@ kernel::inet_protocol! {
             rcv::icmp_rcv(self, skb, rcu)
         }
 
-        fn err_handler(&self, skb: Pin<&mut SkBuff>, info: u32) -> Result {
+        fn err_handler(&self, skb: Pin<&mut Ipv4RxSkBuff>, info: u32) -> Result {
             unreach::icmp_err(self, skb, info)
         }
     }

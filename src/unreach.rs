@@ -36,7 +36,7 @@ use crate::{rcv::Ctx, Icmp};
 
 /// `icmp_socket_deliver`: passes an error to the raw sockets and the `err_handler` of the
 /// protocol of the quoted packet (`skb->data` at its IP header).
-fn icmp_socket_deliver(ctx: &Ctx<'_>, mut skb: Pin<&mut SkBuff>, info: u32) {
+fn icmp_socket_deliver(ctx: &Ctx<'_>, mut skb: Pin<&mut Ipv4RxSkBuff>, info: u32) {
     // The caller made the fixed IP header linear.
     let Some(iph) = IpHdr::from_bytes(skb.data()) else {
         return;
@@ -45,7 +45,11 @@ fn icmp_socket_deliver(ctx: &Ctx<'_>, mut skb: Pin<&mut SkBuff>, info: u32) {
 
     // Checkin full IP header plus 8 bytes of protocol to avoid additional coding at protocol
     // handlers. IPPROTO_RAW sockets are not supposed to receive anything.
-    if !skb.as_mut().may_pull(iph.header_len() as u32 + 8) || protocol == IPPROTO_RAW {
+    let pulled = skb
+        .as_mut()
+        .as_skb_mut()
+        .may_pull(iph.header_len() as u32 + 8);
+    if !pulled || protocol == IPPROTO_RAW {
         ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
         return;
     }
@@ -157,7 +161,7 @@ pub(crate) fn icmp_unreach(
         }
     }
 
-    icmp_socket_deliver(ctx, skb.as_skb_mut(), info);
+    icmp_socket_deliver(ctx, skb, info);
     Ok(())
 }
 
@@ -177,7 +181,7 @@ pub(crate) fn icmp_redirect(
         return Err(DropReason::NOMEM);
     }
     let gateway = skb.icmp_hdr().map_or(0, |h| h.gateway().to_host());
-    icmp_socket_deliver(ctx, skb.as_skb_mut(), gateway);
+    icmp_socket_deliver(ctx, skb, gateway);
     Ok(())
 }
 
@@ -185,7 +189,7 @@ pub(crate) fn icmp_redirect(
 /// sent. Errors about echo requests go to the ping socket that sent them (`ping_err`); for
 /// an echo reply the kernel sent, a "fragmentation needed" updates the path MTU and a
 /// redirect the route, as for any other protocol.
-pub(crate) fn icmp_err(_icmp: &Icmp, skb: Pin<&mut SkBuff>, info: u32) -> Result {
+pub(crate) fn icmp_err(_icmp: &Icmp, skb: Pin<&mut Ipv4RxSkBuff>, info: u32) -> Result {
     let data = skb.data();
     let Some(iph) = IpHdr::from_bytes(data) else {
         return Ok(());
@@ -212,9 +216,9 @@ pub(crate) fn icmp_err(_icmp: &Icmp, skb: Pin<&mut SkBuff>, info: u32) -> Result
     };
     let net: &Net = net;
     if outer.type_ == ICMP_DEST_UNREACH && outer.code == ICMP_FRAG_NEEDED {
-        icmp::ipv4_update_pmtu(skb, net, info, 0, IPPROTO_ICMP);
+        icmp::ipv4_update_pmtu(skb.as_skb_mut(), net, info, 0, IPPROTO_ICMP);
     } else if outer.type_ == ICMP_REDIRECT {
-        icmp::ipv4_redirect(skb, net, 0, IPPROTO_ICMP, &rcu);
+        icmp::ipv4_redirect(skb.as_skb_mut(), net, 0, IPPROTO_ICMP, &rcu);
     }
     Ok(())
 }
