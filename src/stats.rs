@@ -13,13 +13,10 @@
 use kernel::{
     c_str,
     net::{ipv4::icmp::IcmpMib, namespace::Net, skb::DropReason},
-    percpu::PerCpu,
+    percpu::PerCpuCounters,
     prelude::*,
     seq_file::{seq_print, SeqFile},
-    sync::{
-        atomic::{Atomic, Relaxed},
-        rcu,
-    },
+    sync::rcu,
 };
 
 /// The MIB counters icmp.c touches, with their `nstat` names.
@@ -37,22 +34,23 @@ const MIBS: [(IcmpMib, &str); 7] = [
 const DROP_SLOTS: usize = 128;
 const _: () = assert!((DropReason::CORE_MAX as usize) < DROP_SLOTS);
 
-/// One CPU's counters.
-#[derive(Zeroable)]
-pub(crate) struct Counters {
-    mib: [Atomic<u64>; MIBS.len()],
-    in_type: [Atomic<u64>; 256],
-    out_type: [Atomic<u64>; 256],
-    drops: [Atomic<u64>; DROP_SLOTS],
-}
+/// Where each kind of counter starts in [`NetStats`]: the mirrored MIB counters, then those
+/// of received and sent messages per ICMP type, then drops per reason.
+const MIB: usize = 0;
+const IN_TYPE: usize = MIB + MIBS.len();
+const OUT_TYPE: usize = IN_TYPE + 256;
+const DROPS: usize = OUT_TYPE + 256;
+const COUNTERS: usize = DROPS + DROP_SLOTS;
 
-fn bump(c: &Atomic<u64>) {
-    c.add(1, Relaxed);
-}
-
-/// The counters of one network namespace.
+/// The counters of one network namespace, per CPU, as C keeps the MIB.
 pub(crate) struct NetStats {
-    cpus: PerCpu<Counters>,
+    cpus: PerCpuCounters<COUNTERS>,
+}
+
+impl NetStats {
+    fn bump(&self, i: usize) {
+        self.cpus.add(i, 1);
+    }
 }
 
 kernel::pernet_data! {
@@ -61,31 +59,29 @@ impl PernetData for NetStats {
 
     fn init(_net: &Net) -> Result<Self> {
         Ok(Self {
-            cpus: PerCpu::new_zeroed()?,
+            cpus: PerCpuCounters::new()?,
         })
     }
 
     fn show(&self, m: &SeqFile) {
-        let sum = |f: &dyn Fn(&Counters) -> &Atomic<u64>| -> u64 {
-            self.cpus.iter().map(|c| f(c).load(Relaxed)).sum()
-        };
+        let sum = |i| self.cpus.sum(i);
         for (i, (_, name)) in MIBS.iter().enumerate() {
-            seq_print!(m, "{name} {}\n", sum(&|c| &c.mib[i]));
+            seq_print!(m, "{name} {}\n", sum(MIB + i));
         }
         for t in 0..256 {
-            let n = sum(&|c| &c.in_type[t]);
+            let n = sum(IN_TYPE + t);
             if n != 0 {
                 seq_print!(m, "IcmpMsgInType{t} {n}\n");
             }
         }
         for t in 0..256 {
-            let n = sum(&|c| &c.out_type[t]);
+            let n = sum(OUT_TYPE + t);
             if n != 0 {
                 seq_print!(m, "IcmpMsgOutType{t} {n}\n");
             }
         }
         for r in 0..DROP_SLOTS {
-            let n = sum(&|c| &c.drops[r]);
+            let n = sum(DROPS + r);
             if n == 0 {
                 continue;
             }
@@ -103,7 +99,7 @@ impl PernetData for NetStats {
 }
 }
 
-/// Where `mib` is mirrored in [`Counters::mib`] (`InTimeExcds` is not: /proc/net/snmp does not
+/// Where `mib` is mirrored, after [`MIB`] (`InTimeExcds` is not: /proc/net/snmp does not
 /// show it).
 const fn slot(mib: IcmpMib) -> Option<usize> {
     Some(match mib {
@@ -125,22 +121,22 @@ const _: () = {
     }
 };
 
-/// The counters an event updates: the namespace's MIB, and this module's mirror of it on the
-/// CPU the caller runs on. Finding the mirror takes a lookup in the namespace's generic
-/// pointers, so code that counts several events of one packet makes one `Mibs` for it, in
-/// the RCU read-side critical section that keeps the mirror alive.
+/// The counters an event updates: the namespace's MIB, and this module's mirror of it.
+/// Finding the mirror takes a lookup in the namespace's generic pointers, so code that counts
+/// several events of one packet makes one `Mibs` for it, in the RCU read-side critical
+/// section that keeps the mirror alive.
 #[derive(Clone, Copy)]
 pub(crate) struct Mibs<'a> {
     net: &'a Net,
     /// `None` only while the module's per-namespace data is being set up or torn down.
-    mine: Option<&'a Counters>,
+    mine: Option<&'a NetStats>,
 }
 
 impl<'a> Mibs<'a> {
     pub(crate) fn new(icmp: &'a crate::Icmp, net: &'a Net, rcu: &'a rcu::Guard) -> Self {
         Self {
             net,
-            mine: icmp.stats.get(net, rcu).map(|s| s.cpus.this_cpu()),
+            mine: icmp.stats.get(net, rcu),
         }
     }
 
@@ -148,7 +144,7 @@ impl<'a> Mibs<'a> {
     pub(crate) fn icmp_inc_stats(&self, mib: IcmpMib) {
         self.net.icmp_inc_stats(mib);
         if let (Some(c), Some(i)) = (self.mine, slot(mib)) {
-            bump(&c.mib[i]);
+            c.bump(MIB + i);
         }
     }
 
@@ -156,7 +152,7 @@ impl<'a> Mibs<'a> {
     pub(crate) fn icmpmsg_in_inc_stats(&self, type_: u8) {
         self.net.icmpmsg_in_inc_stats(type_);
         if let Some(c) = self.mine {
-            bump(&c.in_type[usize::from(type_)]);
+            c.bump(IN_TYPE + usize::from(type_));
         }
     }
 
@@ -164,7 +160,7 @@ impl<'a> Mibs<'a> {
     pub(crate) fn count_drop(&self, reason: DropReason) {
         if let Some(c) = self.mine {
             let r = (reason.to_raw() as usize).min(DROP_SLOTS - 1);
-            bump(&c.drops[r]);
+            c.bump(DROPS + r);
         }
     }
 }
@@ -185,6 +181,6 @@ pub(crate) fn icmp_out_count(icmp: &crate::Icmp, net: &Net, type_: u8, rcu: &rcu
     net.icmpmsg_out_inc_stats(type_);
     mibs.icmp_inc_stats(IcmpMib::OutMsgs);
     if let Some(c) = mibs.mine {
-        bump(&c.out_type[usize::from(type_)]);
+        c.bump(OUT_TYPE + usize::from(type_));
     }
 }
