@@ -32,7 +32,7 @@ use kernel::{
         ipv4::{
             icmp::{IcmpHooks, IcmpSendSkb, Rfc4884},
             xmit::{CtlSockConfig, CtlSockets, InetSkbParm},
-            IcmpHdr, Ipv4RxSkBuff, IPPROTO_ICMP, IP_PMTUDISC_DONT,
+            IcmpHdr, Ipv4ErrSkBuff, Ipv4RxSkBuff, IPPROTO_ICMP, IP_PMTUDISC_DONT,
         },
         namespace::{self, Net},
         protocol::{BuiltinProtocol, Registration},
@@ -80,7 +80,7 @@ kernel::inet_protocol! {
             rcv::icmp_rcv(self, skb, rcu)
         }
 
-        fn err_handler(&self, skb: Pin<&mut Ipv4RxSkBuff>, info: u32) -> Result {
+        fn err_handler(&self, skb: Pin<&mut Ipv4ErrSkBuff>, info: u32) -> Result {
             unreach::icmp_err(self, skb, info)
         }
     }

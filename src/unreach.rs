@@ -21,7 +21,7 @@ use kernel::{
                 SO_EE_RFC4884_FLAG_INVALID,
             },
             route::RTN_BROADCAST,
-            IcmpHdr, IpHdr, Ipv4RxSkBuff, IPPROTO_ICMP, IPPROTO_RAW,
+            IcmpHdr, IpHdr, Ipv4ErrSkBuff, Ipv4RxSkBuff, IPPROTO_ICMP, IPPROTO_RAW,
         },
         namespace::Net,
         protocol,
@@ -55,8 +55,8 @@ fn icmp_socket_deliver(ctx: &Ctx<'_>, mut skb: Pin<&mut Ipv4RxSkBuff>, info: u32
     }
 
     // The layout the receivers read, checked once for both (nothing is delivered without it;
-    // the checks above leave only the device and the ICMP header to check).
-    let Some(err) = QuotedError::new(skb, ctx.rcu) else {
+    // the checks above leave only the ICMP and IP headers to check).
+    let Some(err) = QuotedError::new(skb.as_err(), ctx.rcu) else {
         return;
     };
     icmp::raw_icmp_error(&err, protocol, info);
@@ -189,7 +189,7 @@ pub(crate) fn icmp_redirect(
 /// sent. Errors about echo requests go to the ping socket that sent them (`ping_err`); for
 /// an echo reply the kernel sent, a "fragmentation needed" updates the path MTU and a
 /// redirect the route, as for any other protocol.
-pub(crate) fn icmp_err(_icmp: &Icmp, skb: Pin<&mut Ipv4RxSkBuff>, info: u32) -> Result {
+pub(crate) fn icmp_err(_icmp: &Icmp, skb: Pin<&mut Ipv4ErrSkBuff>, info: u32) -> Result {
     let data = skb.data();
     let Some(iph) = IpHdr::from_bytes(data) else {
         return Ok(());

@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
-from difftest import Scenario, run_differential, select  # noqa: E402
+from difftest import Scenario, in_order, run_differential, select  # noqa: E402
 from icmptest import (IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_RECVERR,  # noqa: E402
                       FunctionCount, InNetns, Ktap, checksum, delivered, echo, errqueue, icmp, ipv4, mib, pattern, quote, require_vm,
                       route_get, sh, so_error, sysctl)
@@ -183,6 +183,31 @@ VXLAN_INNER = ((54, 56), (60, 62))
 VXLAN_OUTER_PORT = ((20, 22), (26, 28))
 
 
+def gue_setup(t):
+    """A GUE receive port of the dut (fou). From then on, UDP hands an error about a
+    datagram that no socket sent to the encapsulations' error handlers, gue_err among them."""
+    sh(f"ip -n {t.DUT} fou add port 5555 gue")
+
+
+def gue_carrying_icmp_error(t, send):
+    """An error about a GUE datagram that carries ICMP (version 0, proto_ctype 1) from a port
+    with no socket. UDP's error handler points the network header at the quoted packet and
+    calls gue_err, which points the transport header at the error's ICMP header and calls
+    ICMP's err_handler: the path on which the error handler cannot assume the headers of a
+    received packet. It reads the UDP header after the quoted IP header as the quoted ICMP
+    header: source port 0x0800 reads as an echo request, and the length (20) as its
+    identifier, so ping_err hands the error to the dut's ping socket with that identifier.
+    (UDP itself sets no path MTU and reports nothing for a host unreachable.)"""
+    s = dut_socket(t, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    s.bind(("0.0.0.0", 20))
+    udp = struct.pack("!HHHH", 0x0800, 5555, 8 + 4 + 8, 0)
+    gue = bytes([0, 1, 0, 0])
+    pkt = ipv4(t.DUT_ADDR, t.GHOST, 17, udp + gue + pattern(8))
+    answer(t, send, pkt, 3, 1)
+    t.obs["errqueue"] = errqueue(s)
+    t.obs["so_error"] = so_error(s)
+
+
 def inner_checksum_ok(mask):
     """verify=: the inner header checksums that `mask` hides are right."""
     start = mask[0][0] - 4
@@ -335,6 +360,8 @@ def scenarios():
     s.append(Scenario("vxlan_frag_needed", tunnel_error((17, 4789), 3, 4, mtu_rest(1200)),
                       **vxlan))
     s.append(Scenario("vxlan_port_unreach", tunnel_error((17, 4789), 3, 3), **vxlan))
+    s.append(Scenario("gue_carrying_icmp_host_unreach", gue_carrying_icmp_error,
+                      setup=in_order(gue_setup, set_dut(ping_group_range="0 2147483647"))))
 
     s.append(Scenario("echo_reply_nested_link_failure", nested_link_failure,
                       setup=gre_setup, sanity=one_link_failure, mask=GRE_INNER, verify=inner_checksum_ok(GRE_INNER)))
