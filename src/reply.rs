@@ -8,7 +8,7 @@
 //! control socket queues both with `ip_append_data`, the checksum is completed over the queue
 //! and the packet is sent with `ip_push_pending_frames`: the IP layer builds every message.
 
-use core::pin::Pin;
+use core::{mem::offset_of, pin::Pin};
 use kernel::{
     net::{
         checksum::Wsum,
@@ -162,23 +162,21 @@ pub(crate) fn icmp_push_reply<K: SkBuffKind>(
     // The header, its checksum 0 in `param`, copied and summed as C does it (see
     // `write_transport_header_csum`), then the checksum over header and payload.
     let head = param.data.to_bytes();
-    let icmph = &head[..param.head_len];
     let Some(mut skb) = sk.first_pending() else {
         return;
     };
-    let Ok(head_sum) = skb.write_transport_header_csum(icmph) else {
+    let written = skb.write_transport_header_csum(&head[..param.head_len]);
+    let Ok((head_sum, icmph)) = written else {
         // `ip_append_data` reserved `head_len` bytes there; this cannot happen.
         sk.flush_pending_frames();
         return;
     };
-    let [c0, c1] = (head_sum + queued).fold().to_bytes();
-    if skb
-        .write_transport_header(&[icmph[0], icmph[1], c0, c1])
-        .is_err()
-    {
+    let checksum = offset_of!(IcmpHdr, checksum);
+    let Some(field) = icmph.get_mut(checksum..checksum + 2) else {
         sk.flush_pending_frames();
         return;
-    }
+    };
+    field.copy_from_slice(&(head_sum + queued).fold().to_bytes());
     skb.set_checksum_none();
     // Errors of the send (no buffer, qdisc drop) are counted by the IP layer, as for C.
     // `__ip_make_skb` counts the message with `icmp_out_count` (ours, live-patched).
