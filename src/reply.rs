@@ -27,32 +27,19 @@ use kernel::{
     prelude::*,
     sync::{bh, rcu},
 };
+use zerocopy_derive::Immutable;
 
 use crate::{ext::IcmpExtTail, ratelimit, rcv, stats, Icmp};
 
-/// The header part of a message: `struct icmp_bxm.data`.
-#[derive(Clone, Copy, Default)]
+/// The header part of a message: `struct icmp_bxm.data`, laid out as it goes on the wire (8
+/// bytes of header, then 12 of timestamps), so that it is sent as it is.
+#[derive(Clone, Copy, Default, IntoBytes, Immutable)]
+#[repr(C)]
 pub(crate) struct IcmpBxmData {
     /// The ICMP header.
     pub(crate) icmph: IcmpHdr,
     /// Originate, receive and transmit timestamps (timestamp replies only).
     pub(crate) times: [Be32; 3],
-}
-
-impl IcmpBxmData {
-    /// The header bytes in wire order: 8 bytes of header, then 12 of timestamps.
-    ///
-    /// Element by element: `copy_from_slice` into subslices is a call out of line into core
-    /// and `memcpy`, on every message's path.
-    #[inline]
-    fn to_bytes(self) -> [u8; 20] {
-        let h = self.icmph.to_bytes();
-        let [t0, t1, t2] = self.times.map(Be32::to_bytes);
-        [
-            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], t0[0], t0[1], t0[2], t0[3], t1[0],
-            t1[1], t1[2], t1[3], t2[0], t2[1], t2[2], t2[3],
-        ]
-    }
 }
 
 /// `struct icmp_bxm`: a message being built, and where its payload comes from.
@@ -161,11 +148,14 @@ pub(crate) fn icmp_push_reply<K: SkBuffKind>(
     let queued = sk.pending_csum();
     // The header, its checksum 0 in `param`, copied and summed as C does it (see
     // `write_transport_header_csum`), then the checksum over header and payload.
-    let head = param.data.to_bytes();
+    let Some(head) = param.data.as_bytes().get(..param.head_len) else {
+        sk.flush_pending_frames();
+        return;
+    };
     let Some(mut skb) = sk.first_pending() else {
         return;
     };
-    let written = skb.write_transport_header_csum(&head[..param.head_len]);
+    let written = skb.write_transport_header_csum(head);
     let Ok((head_sum, icmph)) = written else {
         // `ip_append_data` reserved `head_len` bytes there; this cannot happen.
         sk.flush_pending_frames();
