@@ -107,12 +107,13 @@ fn icmp_discard(_ctx: &Ctx<'_>, _skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), Drop
 pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rcu::Guard) -> i32 {
     let route = skb
         .rtable(rcu)
-        .and_then(|rt| Some((rt.flags(), rt.dev(rcu)?.net(rcu))));
-    let Some((rt_flags, net)) = route else {
+        .and_then(|rt| Some((rt.flags(), rt.dev(rcu)?)));
+    let Some((rt_flags, dev)) = route else {
         // Locally delivered packets always have an input route; C would oops here.
         skb.drop_reason(DropReason::NOT_SPECIFIED);
         return NET_RX_DROP;
     };
+    let net = dev.net(rcu);
 
     let ctx = Ctx {
         icmp,

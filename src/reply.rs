@@ -179,16 +179,11 @@ pub(crate) fn icmp_push_reply<K: SkBuffKind>(
 /// reply goes.
 pub(crate) fn icmp_reply(icmp: &Icmp, param: &mut IcmpBxm<'_, Ipv4RxSkBuff>, rcu: &rcu::Guard) {
     let skb = param.skb;
-    let Some(net) = skb
-        .rtable(rcu)
-        .and_then(|rt| rt.dev(rcu))
-        .map(|dev| dev.net(rcu))
-    else {
+    let Some(dev) = skb.rtable(rcu).and_then(|rt| rt.dev(rcu)) else {
         return;
     };
-    let Some(iph) = skb.ip_hdr() else {
-        return;
-    };
+    let net = dev.net(rcu);
+    let iph = skb.ip_hdr();
     let mark = net.ip4_reply_mark(skb.mark());
     let (type_, code) = (
         i32::from(param.data.icmph.type_),

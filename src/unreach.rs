@@ -151,7 +151,7 @@ pub(crate) fn icmp_unreach(
             let name = dev.map(|d| d.copy_name());
             net_warn_ratelimited!(
                 "{} sent an invalid ICMP type {}, code {} error to a broadcast: {} on {}\n",
-                skb.ip_hdr().map(|h| h.saddr()).unwrap_or_default(),
+                skb.ip_hdr().saddr(),
                 icmph.type_,
                 icmph.code,
                 iph.daddr(),
