@@ -157,7 +157,9 @@ pub(crate) fn icmp_push_reply<K: SkBuffKind>(
     };
     let written = skb.write_transport_header_csum(head);
     let Ok((head_sum, icmph)) = written else {
-        // `ip_append_data` reserved `head_len` bytes there; this cannot happen.
+        // `ip_append_data` reserved `head_len` bytes there, but moves their end into the next
+        // fragment when the first is shorter (an MTU smaller than IPsec's headers and 8
+        // bytes). C then sends that end unwritten; nothing is sent here.
         sk.flush_pending_frames();
         return;
     };
