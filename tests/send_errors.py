@@ -489,6 +489,7 @@ def draw_trials(trials, credits=(1, 2)):
     def action(t, send):
         d = DutIcmp(t)
         hist = {c: {} for c in credits}   # credit -> {errors in a trial: trials}
+        retries = 0
         i = 0
         try:
             for trial in range(trials):
@@ -496,7 +497,15 @@ def draw_trials(trials, credits=(1, 2)):
                 d.set_limit(1000000, credit)
                 time.sleep(0.025)
                 if not d.trigger(t, send, i % 200):
-                    raise AssertionError(f"trial {trial}: a refilled bucket refused")
+                    # On a loaded host the guest's jiffies can trail the clock its sleep
+                    # ran on, so that less than the 20 ms refill window has passed: one
+                    # more try, well after it (a refused datagram takes no token).
+                    retries += 1
+                    i += 1
+                    time.sleep(0.1)
+                    if not d.trigger(t, send, i % 200):
+                        raise AssertionError(f"trial {trial}: a refilled bucket refused "
+                                             "twice, 25 and 125 ms after the refill")
                 i += 1
                 d.set_limit(0)
                 n = 1
@@ -508,6 +517,7 @@ def draw_trials(trials, credits=(1, 2)):
         finally:
             d.close()
         t.obs["errors per trial"] = hist
+        t.obs["refills retried"] = retries
     return action
 
 
@@ -540,8 +550,14 @@ def draw_bounds(c, rust):
         if r.mib.get("IcmpOutDestUnreachs", 0) != answered:
             problems.append(f"{name}: {r.mib.get('IcmpOutDestUnreachs', 0)} errors counted, "
                             f"{answered} seen by the trials")
-        if r.mib.get("IcmpOutRateLimitGlobal", 0) != sum(sum(v.values()) for v in hist.values()):
-            problems.append(f"{name}: OutRateLimitGlobal is not one per trial")
+        trials = sum(sum(v.values()) for v in hist.values())
+        retried = r.obs.get("refills retried", 0)
+        if retried > trials // 10:
+            problems.append(f"{name}: {retried} of {trials} refills needed a second try: "
+                            "the bucket is not refilled after 20 ms")
+        refused = trials + retried
+        if r.mib.get("IcmpOutRateLimitGlobal", 0) != refused:
+            problems.append(f"{name}: OutRateLimitGlobal is not one per trial and retry")
     return problems
 
 
