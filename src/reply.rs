@@ -141,8 +141,8 @@ pub(crate) fn icmp_push_reply<K: SkBuffKind>(
         .append_data(fl4, param, length, param.head_len, ipc, rt)
         .is_err()
     {
+        // `append_data` dropped what was queued (C's `ip_flush_pending_frames()` here).
         stats::icmp_inc_stats(icmp, sk.net(), IcmpMib::OutErrors);
-        sk.flush_pending_frames();
         return;
     }
     let queued = sk.pending_csum();
