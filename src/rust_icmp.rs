@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! rust_icmp: IPv4 ICMP (net/ipv4/icmp.c of Linux 6.12) in safe Rust.
+//! rust_icmp: IPv4 ICMP (net/ipv4/icmp.c of Linux 7.3) in safe Rust.
 //!
 //! Loading the module swaps the kernel's built-in ICMP handler in `inet_protos[IPPROTO_ICMP]`
 //! for [`Icmp`]; then `module!` enables the live patch that sends the icmp.c functions the
@@ -24,7 +24,7 @@
 //! - `ratelimit.rs`: `icmp_global_allow`, `icmp_global_consume`, `icmpv4_mask_allow`,
 //!   `icmpv4_global_allow`, `icmpv4_xrlim_allow`;
 //! - `stats.rs`: `icmp_out_count` and the MIB updates, mirrored in this module's own
-//!   counters.
+//!   counters when it is loaded with `mirror=1`.
 
 use kernel::{
     livepatch,
@@ -58,6 +58,12 @@ module! {
     authors: ["rust_icmp developers"],
     description: "IPv4 ICMP (net/ipv4/icmp.c) reimplemented in Rust",
     license: "GPL",
+    params: {
+        mirror: bool {
+            default: false,
+            description: "Count what Rust does in /proc/net/rust_icmp (per network namespace)",
+        },
+    },
     livepatch: true,
 }
 
@@ -66,8 +72,10 @@ module! {
 pub(crate) struct Icmp {
     /// `ipv4_icmp_sk`: one raw socket per CPU for sending replies and errors.
     socks: CtlSockets,
-    /// This module's counters, one set per network namespace (`/proc/net/rust_icmp`).
-    stats: Pin<KBox<namespace::Registration<stats::NetStats>>>,
+    /// This module's counters, one set per network namespace (`/proc/net/rust_icmp`), if it
+    /// was loaded with `mirror=1`. Without them it counts in the MIB only, as C does, and
+    /// leaves no file in /proc/net.
+    stats: Option<Pin<KBox<namespace::Registration<stats::NetStats>>>>,
 }
 
 kernel::inet_protocol! {
@@ -154,8 +162,13 @@ impl kernel::Module for RustIcmp {
             },
         )
         .inspect_err(|e| pr_err!("cannot create the ICMP control sockets ({:?})\n", e))?;
-        let stats = KBox::pin_init(namespace::Registration::new(), GFP_KERNEL)
-            .inspect_err(|e| pr_err!("cannot register per-namespace counters ({:?})\n", e))?;
+        let stats = if module_parameters::mirror.value() {
+            let stats = KBox::pin_init(namespace::Registration::new(), GFP_KERNEL)
+                .inspect_err(|e| pr_err!("cannot register per-namespace counters ({:?})\n", e))?;
+            Some(stats)
+        } else {
+            None
+        };
         let icmp = Icmp { socks, stats };
         let icmp = KBox::pin_init(Registration::new(icmp, builtin), GFP_KERNEL)
             .inspect_err(|e| pr_err!("cannot take over inet_protos[IPPROTO_ICMP] ({:?})\n", e))?;

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Counters: the kernel's ICMP MIB, updated exactly where icmp.c updates it, and this
-//! module's own per-namespace counters of what the Rust code did.
+//! Counters: the kernel's ICMP MIB, updated exactly where icmp.c updates it, and, with the
+//! module parameter `mirror=1`, this module's own per-namespace counters of what the Rust
+//! code did.
 //!
-//! `/proc/net/rust_icmp` (one per network namespace) prints the module's counters under the
-//! names `nstat` gives the MIB (`IcmpInMsgs`, `IcmpMsgInType8`, ...), so the deltas of
-//! `nstat` and of this file can be compared line by line: each line counts the events of
-//! that MIB counter that Rust code caused (output is counted by `icmp_out_count`, which
+//! `/proc/net/rust_icmp` (one per network namespace, only with `mirror=1`) prints the module's
+//! counters under the names `nstat` gives the MIB (`IcmpInMsgs`, `IcmpMsgInType8`, ...), so the
+//! deltas of `nstat` and of this file can be compared line by line: each line counts the events
+//! of that MIB counter that Rust code caused (output is counted by `icmp_out_count`, which
 //! `ip_output.c` calls for every ICMP message, also those of user sockets). Lines starting
 //! `RustIcmp` have no MIB twin: drops by `icmp_rcv` per reason (`RustIcmpDrop_<REASON>`).
 
@@ -128,7 +129,8 @@ const _: () = {
 #[derive(Clone, Copy)]
 pub(crate) struct Mibs<'a> {
     net: &'a Net,
-    /// `None` only while the module's per-namespace data is being set up or torn down.
+    /// `None` without `mirror=1`, and while the module's per-namespace data is being set up
+    /// or torn down.
     mine: Option<&'a NetStats>,
 }
 
@@ -136,7 +138,7 @@ impl<'a> Mibs<'a> {
     pub(crate) fn new(icmp: &'a crate::Icmp, net: &'a Net, rcu: &'a rcu::Guard) -> Self {
         Self {
             net,
-            mine: icmp.stats.get(net, rcu),
+            mine: icmp.stats.as_ref().and_then(|stats| stats.get(net, rcu)),
         }
     }
 

@@ -398,7 +398,8 @@ setup || { echo "bench: network setup failed" >&2; exit 1; }
 emit '"kind": "meta"' "\"kernel\": $(json_str "$(uname -r)")" \
 	"\"accel\": $(json_str "${BENCH_ACCEL:-unknown}")" "\"rounds\": $ROUNDS" \
 	"\"seconds\": $SECS" "\"workloads\": $(json_str "$WORKLOADS")" \
-	"\"module\": $(json_str "$MODULE")" "\"date\": $(json_str "$(date -u +%FT%TZ)")" \
+	"\"module\": $(json_str "$MODULE")" "\"module_params\": $(json_str "$MODULE_PARAMS")" \
+	"\"date\": $(json_str "$(date -u +%FT%TZ)")" \
 	"\"host_load\": $(json_str "${BENCH_HOST_LOAD:-}")"
 record_size
 dmesg -C

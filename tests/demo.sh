@@ -6,7 +6,7 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 require_vm demo.sh
 
-module_loaded || insmod "$MODULE"
+module_loaded || insmod "$MODULE" mirror=1
 dmesg | grep rust_icmp | tail -n 1
 
 for ns in peer dut; do ip netns del $ns 2>/dev/null || true; ip netns add $ns; done

@@ -66,7 +66,8 @@ for ((n = 1; n <= MAX; n += STRIDE)); do
 	dmesg -C
 	# The load runs in the thread that set fail-nth (no fork or exec in between); the tool
 	# prints the outcome and what is left of fail-nth: 0 if the n-th allocation came.
-	read -r result left < <("$TESTS_DIR/lib/failnth_insmod.py" "$MODULE" "$n")
+	# shellcheck disable=SC2086 # one word per parameter
+	read -r result left < <("$TESTS_DIR/lib/failnth_insmod.py" "$MODULE" "$n" $MODULE_PARAMS)
 	if [[ $result == ok ]]; then
 		unload_module >/dev/null 2>&1
 		if [[ $left != 0 ]]; then

@@ -8,6 +8,9 @@ TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOP=$(cd "$TESTS_DIR/.." && pwd)
 # The module under test: the default build, or the one built for the kernel that runs.
 MODULE=${RUST_ICMP_MODULE:-$TOP/rust_icmp.ko}
+# The tests load the module with its counters in /proc/net/rust_icmp (off by default), which
+# they read as proof that Rust code handled a message.
+MODULE_PARAMS=${RUST_ICMP_PARAMS-mirror=1}
 TRACING=/sys/kernel/tracing
 
 KSFT_PASS=0
@@ -100,7 +103,8 @@ LIVEPATCH=/sys/kernel/livepatch/rust_icmp
 
 # insmod, then wait until the live patch reached every task.
 load_module() {
-	insmod "$MODULE" || return
+	# shellcheck disable=SC2086 # one word per parameter
+	insmod "$MODULE" $MODULE_PARAMS || return
 	local i
 	for ((i = 0; i < 600; i++)); do
 		[[ $(cat "$LIVEPATCH/transition" 2>/dev/null || echo 0) == 0 ]] && return 0

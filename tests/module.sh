@@ -5,12 +5,13 @@
 # the handler back. Which code runs is observed, not assumed, with the function tracer:
 # the built-in icmp_rcv is called for every ICMP message C receives, and C's icmp_glue_bits
 # (the payload callback of ip_append_data, only ever called through a pointer) for every
-# message C sends; /proc/net/rust_icmp counts what Rust does.
+# message C sends; /proc/net/rust_icmp (with the module parameter mirror=1, which the tests
+# set) counts what Rust does.
 set -u
 . "$(dirname "$0")/lib.sh"
 require_vm module.sh
 
-ktap_header "module.sh: load, takeover, live patch, unload, reload" 15
+ktap_header "module.sh: load, takeover, live patch, unload, reload" 16
 
 ping_lo() { ping -c 2 -i 0.2 -W 2 127.0.0.1; }
 # A datagram to a closed UDP port: __icmp_send answers with a port unreachable.
@@ -104,6 +105,23 @@ if ((rcv == 0 && glue == 0 && replies == 2 && rcv_after >= 2)); then
 else
 	ktap_not_ok "load/unload/load/unload retakes and restores cleanly" \
 		"reloaded: icmp_rcv $rcv, icmp_glue_bits $glue, Rust replies $replies; unloaded: icmp_rcv $rcv_after"
+fi
+
+# Loaded as a user would, without mirror=1: Rust handles ICMP all the same and counts in
+# the MIB, and nothing in /proc/net shows that it is loaded.
+snmp() { nstat -asz "$1" | awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'; }
+MODULE_PARAMS='' load_module
+replies=$(snmp IcmpMsgOutType0) unreach=$(snmp IcmpMsgOutType3)
+rcv=$(count_calls icmp_rcv ping_lo)
+glue=$(count_calls icmp_glue_bits udp_closed)
+replies=$(($(snmp IcmpMsgOutType0) - replies)) unreach=$(($(snmp IcmpMsgOutType3) - unreach))
+files=$(find /proc/net/ /proc/self/net/ -maxdepth 1 -name 'rust*' | wc -l)
+unload_module
+if ((rcv == 0 && glue == 0 && replies == 2 && unreach == 2 && files == 0)); then
+	ktap_ok "without mirror=1, Rust answers and counts in the MIB, with no /proc/net/rust_icmp"
+else
+	ktap_not_ok "without mirror=1, Rust answers and counts in the MIB, with no /proc/net/rust_icmp" \
+		"icmp_rcv $rcv, icmp_glue_bits $glue calls; MIB: $replies echo replies, $unreach unreachables; $files files"
 fi
 
 ip netns del before

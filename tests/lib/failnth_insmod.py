@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """finit_module(MODULE) with the N-th fault-injectable allocation of this thread failing.
 
-    failnth_insmod.py MODULE N
+    failnth_insmod.py MODULE N [PARAM=VALUE...]
 
 /proc/thread-self/fail-nth counts the calls of this thread that pass the fault
 attributes' filters (tests/failures.sh limits them to call chains through the module
@@ -20,10 +20,11 @@ SYS_finit_module = 313  # x86-64
 
 libc = ctypes.CDLL(None, use_errno=True)
 path, n = sys.argv[1], int(sys.argv[2])
+params = " ".join(sys.argv[3:]).encode()
 fd = os.open(path, os.O_RDONLY)
 nth = os.open("/proc/thread-self/fail-nth", os.O_RDWR)
 os.write(nth, str(n).encode())
-rc = libc.syscall(SYS_finit_module, fd, b"", 0)
+rc = libc.syscall(SYS_finit_module, fd, params, 0)
 err = ctypes.get_errno()
 left = os.pread(nth, 32, 0).decode().strip()
 os.write(nth, b"0")

@@ -19,6 +19,8 @@ import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULE = os.environ.get("RUST_ICMP_MODULE") or os.path.join(TOP, "rust_icmp.ko")
+# As tests/lib.sh: loaded with its counters in /proc/net/rust_icmp, the proof that Rust ran.
+MODULE_PARAMS = os.environ.get("RUST_ICMP_PARAMS", "mirror=1")
 TRACING = "/sys/kernel/tracing"
 
 # ---------------------------------------------------------------------------------------
@@ -713,7 +715,7 @@ def load_module(path=MODULE, timeout=60):
     """insmod (unless `path` is None: inserted already), then wait until the live patch
     reached every task (__icmp_send is Rust)."""
     if path is not None:
-        sh(f"insmod {path}")
+        sh(f"insmod {path} {MODULE_PARAMS}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -660,6 +660,9 @@ def markdown(boots, metrics, failures, no_plot):
             + (", FAILED" if b["status"] else "") + ")" for b in boots) + ".",
         "",
     ]
+    params = meta.get("module_params")
+    lines += ["rust_icmp loaded with " + (f"`{params}`" if params else "its defaults (no `mirror`)")
+              + ".", ""]
     loads = [f"{b['name']}: {b['meta']['host_load']}" for b in boots
              if b["meta"].get("host_load")]
     if loads:
