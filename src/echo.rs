@@ -25,14 +25,15 @@ use kernel::net::ipv4::icmp::IcmpMib;
 /// (RFC 8335 PROBE) with the state of the interface it names, unless
 /// `net.ipv4.icmp_echo_ignore_all` is set. The request is consumed by `icmp_rcv` in every
 /// case (C returns `SKB_NOT_DROPPED_YET`).
-pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropReason> {
+pub(crate) fn icmp_echo(
+    ctx: &Ctx<'_>,
+    skb: Pin<&mut Ipv4RxSkBuff>,
+    mut icmph: IcmpHdr,
+) -> Result<(), DropReason> {
     // Should there be an ICMP stat for ignored echos? C has none.
     if ctx.net.sysctl_icmp_echo_ignore_all() != 0 {
         return Ok(());
     }
-    let Some(mut icmph) = skb.icmp_hdr() else {
-        return Ok(());
-    };
     if icmph.type_ == ICMP_ECHO {
         icmph.type_ = ICMP_ECHOREPLY;
     } else if !probe::icmp_build_probe(&skb, &mut icmph) {
@@ -57,7 +58,11 @@ pub(crate) fn icmp_echo(ctx: &Ctx<'_>, skb: Pin<&mut Ipv4RxSkBuff>) -> Result<()
 /// `icmp_timestamp`: answers a timestamp request (RFC 792) with our receive and transmit
 /// times in milliseconds since midnight UTC. Requests shorter than the originate timestamp
 /// are errors.
-pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropReason> {
+pub(crate) fn icmp_timestamp(
+    ctx: &Ctx<'_>,
+    skb: Pin<&mut Ipv4RxSkBuff>,
+    mut icmph: IcmpHdr,
+) -> Result<(), DropReason> {
     // Too short.
     if skb.len() < 4 {
         ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
@@ -69,9 +74,6 @@ pub(crate) fn icmp_timestamp(ctx: &Ctx<'_>, skb: Pin<&mut Ipv4RxSkBuff>) -> Resu
     if skb.copy_bits(0, &mut originate).is_err() {
         return Err(DropReason::PKT_TOO_SMALL);
     }
-    let Some(mut icmph) = skb.icmp_hdr() else {
-        return Ok(());
-    };
     icmph.type_ = ICMP_TIMESTAMPREPLY;
     icmph.code = 0;
     let skb = &*skb;

@@ -34,11 +34,13 @@ pub(crate) struct Ctx<'a> {
     pub(crate) mibs: Mibs<'a>,
 }
 
-/// A handler of the table (C's return value `SKB_NOT_DROPPED_YET` is `Ok(())`).
+/// A handler of the table (C's return value `SKB_NOT_DROPPED_YET` is `Ok(())`). Besides the
+/// packet it gets the ICMP header `icmp_rcv` read, which C's handlers read again with
+/// `icmp_hdr(skb)`: the same bytes, which no handler changes in the packet.
 #[derive(Clone, Copy)]
 pub(crate) enum Handler {
     /// Looks at the packet, which `icmp_rcv` then consumes, or drops for the reason returned.
-    Borrows(fn(&Ctx<'_>, Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropReason>),
+    Borrows(fn(&Ctx<'_>, Pin<&mut Ipv4RxSkBuff>, IcmpHdr) -> Result<(), DropReason>),
     /// `ping_rcv` (ping.c), which takes the packet and queues it on the ping socket whose
     /// identifier it carries. As in C, `icmp_rcv` hands echo replies to it before it looks at
     /// the table, so this entry is never used.
@@ -96,7 +98,11 @@ pub(crate) fn icmp_pointers_error(type_: u8) -> bool {
 
 /// `icmp_discard`: types the host accepts and ignores (address mask, information,
 /// timestamp replies, obsolete types).
-fn icmp_discard(_ctx: &Ctx<'_>, _skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropReason> {
+fn icmp_discard(
+    _ctx: &Ctx<'_>,
+    _skb: Pin<&mut Ipv4RxSkBuff>,
+    _icmph: IcmpHdr,
+) -> Result<(), DropReason> {
     // Pretend it was a success.
     Ok(())
 }
@@ -186,11 +192,9 @@ fn icmp_rcv_reason(
         return Err(DropReason::ICMP_CSUM);
     }
 
-    if !skb.as_mut().as_skb_mut().pull(IcmpHdr::LEN as u32) {
-        mibs.icmp_inc_stats(IcmpMib::InErrors);
-        return Err(DropReason::NOT_SPECIFIED);
-    }
-    let Some(icmph) = skb.icmp_hdr() else {
+    // C: pskb_pull(skb, sizeof(*icmph)), then icmph = icmp_hdr(skb): the bytes pulled, as
+    // the transport header of a delivered packet starts at `data`.
+    let Some(icmph) = skb.as_mut().as_skb_mut().pull_header::<IcmpHdr>() else {
         mibs.icmp_inc_stats(IcmpMib::InErrors);
         return Err(DropReason::NOT_SPECIFIED);
     };
@@ -200,7 +204,7 @@ fn icmp_rcv_reason(
 
     // ICMP Extended Echo (PROBE) messages are outside the table, which ends at type 18.
     if type_ == ICMP_EXT_ECHO {
-        return echo::icmp_echo(ctx, skb).map(|()| Next::Consume);
+        return echo::icmp_echo(ctx, skb, icmph).map(|()| Next::Consume);
     }
 
     if rt_flags & (RTCF_BROADCAST | RTCF_MULTICAST) != 0 {
@@ -229,7 +233,7 @@ fn icmp_rcv_reason(
     };
 
     match control.handler {
-        Borrows(handler) => handler(ctx, skb).map(|()| Next::Consume),
+        Borrows(handler) => handler(ctx, skb, icmph).map(|()| Next::Consume),
         Handler::PingRcv => Ok(Next::PingRcv),
     }
 }

@@ -75,6 +75,7 @@ fn icmp_tag_validation(protocol: u8, rcu: &rcu::Guard) -> bool {
 pub(crate) fn icmp_unreach(
     ctx: &Ctx<'_>,
     mut skb: Pin<&mut Ipv4RxSkBuff>,
+    icmph: IcmpHdr,
 ) -> Result<(), DropReason> {
     let net = ctx.net;
     let out_err = |reason| {
@@ -86,7 +87,7 @@ pub(crate) fn icmp_unreach(
     if !skb.as_mut().as_skb_mut().may_pull(IpHdr::LEN as u32) {
         return out_err(DropReason::NOT_SPECIFIED);
     }
-    let (Some(icmph), Some(iph)) = (skb.icmp_hdr(), IpHdr::from_bytes(skb.data())) else {
+    let Some(iph) = IpHdr::from_bytes(skb.data()) else {
         return out_err(DropReason::NOT_SPECIFIED);
     };
     if iph.ihl() < 5 {
@@ -171,6 +172,7 @@ pub(crate) fn icmp_unreach(
 pub(crate) fn icmp_redirect(
     ctx: &Ctx<'_>,
     mut skb: Pin<&mut Ipv4RxSkBuff>,
+    icmph: IcmpHdr,
 ) -> Result<(), DropReason> {
     if skb.len() < IpHdr::LEN as u32 {
         ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
@@ -180,7 +182,7 @@ pub(crate) fn icmp_redirect(
         // There ought to be a stat.
         return Err(DropReason::NOMEM);
     }
-    let gateway = skb.icmp_hdr().map_or(0, |h| h.gateway().to_host());
+    let gateway = icmph.gateway().to_host();
     icmp_socket_deliver(ctx, skb, gateway);
     Ok(())
 }
