@@ -31,7 +31,7 @@ pub(crate) fn icmp_echo(
     mut icmph: IcmpHdr,
 ) -> Result<(), DropReason> {
     // Should there be an ICMP stat for ignored echos? C has none.
-    if ctx.net.sysctl_icmp_echo_ignore_all() != 0 {
+    if ctx.net().sysctl_icmp_echo_ignore_all() != 0 {
         return Ok(());
     }
     if icmph.type_ == ICMP_ECHO {

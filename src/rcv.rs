@@ -27,11 +27,17 @@ use Handler::Borrows;
 /// packet arrived in (C handlers recompute `net` from the skb's route each time).
 pub(crate) struct Ctx<'a> {
     pub(crate) icmp: &'a Icmp,
-    pub(crate) net: &'a Net,
     /// The RCU read-side critical section `icmp_rcv` runs in (as C's callers guarantee).
     pub(crate) rcu: &'a rcu::Guard,
-    /// The counters of `net` on this CPU (softirq context: the packet stays on it).
+    /// The counters of the namespace on this CPU (softirq context: the packet stays on it).
     pub(crate) mibs: Mibs<'a>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The namespace the packet arrived in (that of its route's device).
+    pub(crate) fn net(&self) -> &'a Net {
+        self.mibs.net()
+    }
 }
 
 /// A handler of the table (C's return value `SKB_NOT_DROPPED_YET` is `Ok(())`). Besides the
@@ -123,7 +129,6 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rc
 
     let ctx = Ctx {
         icmp,
-        net,
         rcu,
         mibs: Mibs::new(icmp, net, rcu),
     };
@@ -178,7 +183,7 @@ fn icmp_rcv_reason(
     mut skb: Pin<&mut Ipv4RxSkBuff>,
     rt_flags: u32,
 ) -> Result<Next, DropReason> {
-    let (net, mibs) = (ctx.net, &ctx.mibs);
+    let (net, mibs) = (ctx.net(), &ctx.mibs);
 
     if !skb.as_mut().xfrm4_policy_check_in() {
         icmp_xfrm_reverse_check(skb.as_mut())?;

@@ -142,6 +142,11 @@ impl<'a> Mibs<'a> {
         }
     }
 
+    /// The namespace whose counters these are.
+    pub(crate) fn net(&self) -> &'a Net {
+        self.net
+    }
+
     /// `__ICMP_INC_STATS` / `ICMP_INC_STATS`.
     pub(crate) fn icmp_inc_stats(&self, mib: IcmpMib) {
         self.net.icmp_inc_stats(mib);
@@ -179,10 +184,13 @@ pub(crate) fn icmp_inc_stats(icmp: &crate::Icmp, net: &Net, mib: IcmpMib) {
 // Inlined into its one caller, the live patch's hook: on every ICMP message's path.
 #[inline(always)]
 pub(crate) fn icmp_out_count(icmp: &crate::Icmp, net: &Net, type_: u8, rcu: &rcu::Guard) {
-    let mibs = Mibs::new(icmp, net, rcu);
     net.icmpmsg_out_inc_stats(type_);
-    mibs.icmp_inc_stats(IcmpMib::OutMsgs);
-    if let Some(c) = mibs.mine {
+    net.icmp_inc_stats(IcmpMib::OutMsgs);
+    // The mirror's two counters under one test of whether there is a mirror.
+    if let Some(c) = Mibs::new(icmp, net, rcu).mine {
+        if let Some(i) = slot(IcmpMib::OutMsgs) {
+            c.bump(MIB + i);
+        }
         c.bump(OUT_TYPE + usize::from(type_));
     }
 }

@@ -77,7 +77,7 @@ pub(crate) fn icmp_unreach(
     mut skb: Pin<&mut Ipv4RxSkBuff>,
     icmph: IcmpHdr,
 ) -> Result<(), DropReason> {
-    let net = ctx.net;
+    let net = ctx.net();
     let out_err = |reason| {
         ctx.mibs.icmp_inc_stats(IcmpMib::InErrors);
         Err(reason)
