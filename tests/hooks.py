@@ -29,8 +29,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 from bpf import (BPF_TCX_EGRESS, SKB_INGRESS_IFINDEX, SKB_TC_CLASSID,  # noqa: E402
                  SKB_TC_INDEX, TCX_DROP, TCX_PASS, CgroupEgress, insn, tcx_attach)
 from difftest import Scenario, run_differential  # noqa: E402
-from icmptest import (IP_RECVERR, MODULE, FunctionCount, InNetns, Ktap, echo,  # noqa: E402
-                      errqueue, icmp, ipv4, load_module, pattern, require_vm, sh, sysctl)
+from icmptest import (IP_RECVERR, MODULE, MODULE_PARAMS, FunctionCount, InNetns,  # noqa: E402
+                      Ktap, echo, errqueue, icmp, ipv4, load_module, pattern, require_vm, sh,
+                      sysctl)
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 SERVICE = f"{CGROUP_ROOT}/rust_icmp_loader"
@@ -251,7 +252,7 @@ def mount_cgroup2():
 def load_from_child_cgroup():
     """insmod from a child cgroup, as systemd-modules-load runs modprobe in a unit's cgroup,
     then wait for the live patch (load_module with the module already inserted)."""
-    sh(f"sh -c 'echo $$ > {SERVICE}/cgroup.procs && exec insmod {MODULE}'")
+    sh(f"sh -c 'echo $$ > {SERVICE}/cgroup.procs && exec insmod {MODULE} {MODULE_PARAMS}'")
     load_module(path=None)
 
 
