@@ -49,8 +49,21 @@ pub(crate) struct NetStats {
 }
 
 impl NetStats {
+    /// The mirror of `net`: `None` without `mirror=1`, and while the module's per-namespace
+    /// data is being set up or torn down.
+    fn of<'a>(icmp: &'a crate::Icmp, net: &'a Net, rcu: &'a rcu::Guard) -> Option<&'a Self> {
+        icmp.stats.as_ref().and_then(|stats| stats.get(net, rcu))
+    }
+
     fn bump(&self, i: usize) {
         self.cpus.add(i, 1);
+    }
+
+    /// Counts an event of `mib`, if it is mirrored.
+    fn bump_mib(&self, mib: IcmpMib) {
+        if let Some(i) = slot(mib) {
+            self.bump(MIB + i);
+        }
     }
 }
 
@@ -129,8 +142,7 @@ const _: () = {
 #[derive(Clone, Copy)]
 pub(crate) struct Mibs<'a> {
     net: &'a Net,
-    /// `None` without `mirror=1`, and while the module's per-namespace data is being set up
-    /// or torn down.
+    /// See [`NetStats::of`].
     mine: Option<&'a NetStats>,
 }
 
@@ -138,7 +150,7 @@ impl<'a> Mibs<'a> {
     pub(crate) fn new(icmp: &'a crate::Icmp, net: &'a Net, rcu: &'a rcu::Guard) -> Self {
         Self {
             net,
-            mine: icmp.stats.as_ref().and_then(|stats| stats.get(net, rcu)),
+            mine: NetStats::of(icmp, net, rcu),
         }
     }
 
@@ -150,8 +162,8 @@ impl<'a> Mibs<'a> {
     /// `__ICMP_INC_STATS` / `ICMP_INC_STATS`.
     pub(crate) fn icmp_inc_stats(&self, mib: IcmpMib) {
         self.net.icmp_inc_stats(mib);
-        if let (Some(c), Some(i)) = (self.mine, slot(mib)) {
-            c.bump(MIB + i);
+        if let Some(c) = self.mine {
+            c.bump_mib(mib);
         }
     }
 
@@ -187,10 +199,8 @@ pub(crate) fn icmp_out_count(icmp: &crate::Icmp, net: &Net, type_: u8, rcu: &rcu
     net.icmpmsg_out_inc_stats(type_);
     net.icmp_inc_stats(IcmpMib::OutMsgs);
     // The mirror's two counters under one test of whether there is a mirror.
-    if let Some(c) = Mibs::new(icmp, net, rcu).mine {
-        if let Some(i) = slot(IcmpMib::OutMsgs) {
-            c.bump(MIB + i);
-        }
+    if let Some(c) = NetStats::of(icmp, net, rcu) {
+        c.bump_mib(IcmpMib::OutMsgs);
         c.bump(OUT_TYPE + usize::from(type_));
     }
 }
