@@ -117,15 +117,8 @@ fn icmp_discard(
 // Inlined into the protocol trampoline, its one caller.
 #[inline]
 pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rcu::Guard) -> i32 {
-    let route = skb
-        .rtable(rcu)
-        .and_then(|rt| Some((rt.flags(), rt.dev(rcu)?)));
-    let Some((rt_flags, dev)) = route else {
-        // Locally delivered packets always have an input route; C would oops here.
-        skb.drop_reason(DropReason::NOT_SPECIFIED);
-        return NET_RX_DROP;
-    };
-    let net = dev.net(rcu);
+    let rt_flags = skb.route(rcu).flags();
+    let net = skb.dst_dev_rcu(rcu).net(rcu);
 
     let ctx = Ctx {
         icmp,

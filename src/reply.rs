@@ -181,10 +181,7 @@ pub(crate) fn icmp_push_reply<K: SkBuffKind>(
 /// reply goes.
 pub(crate) fn icmp_reply(icmp: &Icmp, param: &mut IcmpBxm<'_, Ipv4RxSkBuff>, rcu: &rcu::Guard) {
     let skb = param.skb;
-    let Some(dev) = skb.rtable(rcu).and_then(|rt| rt.dev(rcu)) else {
-        return;
-    };
-    let net = dev.net(rcu);
+    let net = skb.dst_dev_rcu(rcu).net(rcu);
     let iph = skb.ip_hdr();
     let mark = net.ip4_reply_mark(skb.mark());
     let (type_, code) = (
@@ -216,9 +213,7 @@ pub(crate) fn icmp_reply(icmp: &Icmp, param: &mut IcmpBxm<'_, Ipv4RxSkBuff>, rcu
     ipc.set_mark(mark);
     let mut daddr = iph.saddr();
     ipc.set_addr(daddr);
-    let Some(saddr) = fib_compute_spec_dst(skb, rcu) else {
-        return;
-    };
+    let saddr = fib_compute_spec_dst(skb, rcu);
 
     if param.replyopts.optlen() != 0 {
         ipc.set_opt(&param.replyopts);
