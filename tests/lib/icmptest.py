@@ -800,36 +800,69 @@ class DropTrace:
 
 class FunctionCount:
     """Counts calls of a kernel function with the function tracer (e.g. which checksum path
-    a packet took); `FunctionCount(a, b, ...)` traces several, see `counts()`."""
+    a packet took); `FunctionCount(a, b, ...)` traces several, see `counts()`.
+
+    Counts nest: one begun while another is active (a scenario's own count inside the
+    differential harness's) adds its functions to the tracer's filter, counts only what was
+    traced after it began, and on exit takes out of the filter only what it added."""
+
+    _active = []
 
     def __init__(self, name, *more):
         self.name = name
         self.names = (name,) + more
+        self.added = self.names
+        self.start = 0
 
     def __enter__(self):
-        with open(f"{TRACING}/set_ftrace_filter", "w") as f:
-            f.write(" ".join(self.names))
-        with open(f"{TRACING}/trace", "w"):
-            pass
-        with open(f"{TRACING}/current_tracer", "w") as f:
-            f.write("function")
+        outer = FunctionCount._active
+        if outer:
+            traced = {n for fc in outer for n in fc.names}
+            self.added = tuple(n for n in self.names if n not in traced)
+            if self.added:
+                with open(f"{TRACING}/set_ftrace_filter", "a") as f:
+                    f.write(" ".join(self.added))
+            self.start = sum(1 for _ in self._events())
+        else:
+            with open(f"{TRACING}/set_ftrace_filter", "w") as f:
+                f.write(" ".join(self.names))
+            with open(f"{TRACING}/trace", "w"):
+                pass
+            with open(f"{TRACING}/current_tracer", "w") as f:
+                f.write("function")
+        outer.append(self)
         return self
 
-    def count(self):
+    @staticmethod
+    def _events():
         with open(f"{TRACING}/trace") as f:
-            return sum(1 for line in f if f" {self.name} <-" in line)
+            yield from (line for line in f if not line.startswith("#"))
+
+    def _mine(self):
+        """The events traced since this count began."""
+        for i, line in enumerate(self._events()):
+            if i >= self.start:
+                yield line
+
+    def count(self):
+        return sum(1 for line in self._mine() if f" {self.name} <-" in line)
 
     def counts(self):
         """{name: calls} of every traced function."""
         out = dict.fromkeys(self.names, 0)
-        with open(f"{TRACING}/trace") as f:
-            for line in f:
-                for n in self.names:
-                    if f" {n} <-" in line:
-                        out[n] += 1
+        for line in self._mine():
+            for n in self.names:
+                if f" {n} <-" in line:
+                    out[n] += 1
         return out
 
     def __exit__(self, *exc):
+        FunctionCount._active.remove(self)
+        if FunctionCount._active:
+            if self.added:
+                with open(f"{TRACING}/set_ftrace_filter", "a") as f:
+                    f.write(" ".join("!" + n for n in self.added))
+            return False
         with open(f"{TRACING}/current_tracer", "w") as f:
             f.write("nop")
         with open(f"{TRACING}/set_ftrace_filter", "w") as f:
