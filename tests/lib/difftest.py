@@ -13,6 +13,9 @@ first with the built-in handler, then with rust_icmp loaded. For each run it rec
 
 and the scenario passes when both runs agree. In the Rust run it also checks that the module
 handled the traffic and that its own counters (/proc/net/rust_icmp) match the MIB deltas.
+Loaded without mirror=1 (tests/defaults.py), the module has no such counters: the proof is
+then that icmp.c's own receive handler and getfrag callback (`BUILTIN_ONLY`) ran in the C run
+and never in the Rust run (see check_builtin_calls).
 
 In a topology with IPv6 (`Topology.IPV6`, e.g. icmptest.Topology6) the dut's IPv6 packets are
 recorded as well (nothing masked but what the scenario names; their ICMPv6 checksums are
@@ -28,11 +31,17 @@ import traceback
 
 from icmptest import (Capture, DropTrace, FunctionCount, Sender, Topology, close_drained, delta,
                       describe, livepatch_state, load_module, mask_packet, masked_checksums_wrong,
-                      mib, module_counters, module_loaded, unload_module)
+                      mib, mirror_requested, module_counters, module_loaded, unload_module)
 
 # The counters /proc/net/rust_icmp mirrors, besides IcmpMsg{In,Out}Type*.
 MODULE_MIBS = ("IcmpInMsgs", "IcmpInErrors", "IcmpInCsumErrors", "IcmpOutMsgs",
                "IcmpOutErrors", "IcmpOutRateLimitGlobal", "IcmpOutRateLimitHost")
+
+# Functions of icmp.c that only the built-in code runs: the protocol handler, which rust_icmp
+# replaces in inet_protos, and the getfrag callback of every message icmp.c builds, which only
+# icmp_reply and __icmp_send (live-patched) pass to ip_append_data. With the module loaded,
+# neither is called; without the mirror, that is the proof that the module handled the traffic.
+BUILTIN_ONLY = ("icmp_rcv", "icmp_glue_bits")
 
 
 class Scenario:
@@ -126,8 +135,9 @@ def run_once(sc):
             trace.start()
             try:
                 r.start = time.time()
-                if sc.proof:
-                    with FunctionCount(*sc.proof) as fc:
+                traced = tuple(sc.proof or ()) + (() if mirror_requested() else BUILTIN_ONLY)
+                if traced:
+                    with FunctionCount(*traced) as fc:
                         r.livepatch.append(livepatch_state())
                         sc.action(topo, send)
                         cap.settle()
@@ -180,7 +190,7 @@ def compare(sc, c, rust):
             problems.append(f"{name} run: {msg}")
     if sc.bounds:
         problems += sc.bounds(c, rust)
-        problems += check_module_counters(sc, rust)
+        problems += check_module_counters(sc, c, rust)
         return problems
     if c.packets != rust.packets:
         problems.append("packets sent by the dut differ:")
@@ -205,7 +215,7 @@ def compare(sc, c, rust):
     for k in sorted(set(c.obs) | set(rust.obs)):
         if c.obs.get(k) != rust.obs.get(k):
             problems.append(f"observation {k!r} differs: C {c.obs.get(k)!r} Rust {rust.obs.get(k)!r}")
-    problems += check_module_counters(sc, rust)
+    problems += check_module_counters(sc, c, rust)
     return problems
 
 
@@ -230,8 +240,10 @@ def c_run_checks(sc, c):
     return problems
 
 
-def check_module_counters(sc, rust):
+def check_module_counters(sc, c, rust):
     """The module must have handled the traffic, and counted it as the MIB did."""
+    if not mirror_requested():
+        return check_builtin_calls(sc, c, rust)
     m = rust.module
     if m is None:
         return ["/proc/net/rust_icmp is missing in the dut during the Rust run"]
@@ -247,6 +259,24 @@ def check_module_counters(sc, rust):
         ours, theirs = m.get(k, 0), rust.mib.get(k, 0)
         if ours != theirs and not (sc.shared_counts and ours <= theirs):
             problems.append(f"module counter {k}={ours} but the MIB delta is {theirs}")
+    return problems
+
+
+def check_builtin_calls(sc, c, rust):
+    """Without the mirror: the C run must have called icmp.c's receive handler or getfrag
+    callback (unless the scenario expects no ICMP, or proves itself with proof=), and the Rust
+    run neither, nor may it have /proc/net/rust_icmp."""
+    problems = []
+    if rust.module is not None:
+        problems.append("/proc/net/rust_icmp exists in the Rust run, but the module was loaded "
+                        "without mirror=1")
+    for fn in BUILTIN_ONLY:
+        if rust.calls.get(fn, 0):
+            problems.append(f"Rust run: the built-in {fn} was called {rust.calls[fn]} times: the "
+                            "module did not handle this traffic")
+    if not sc.quiet and not sc.proof and not any(c.calls.get(fn, 0) for fn in BUILTIN_ONLY):
+        problems.append(f"C run: none of {', '.join(BUILTIN_ONLY)} was called, so that the Rust "
+                        "run not calling them proves nothing (declare quiet= or proof=)")
     return problems
 
 
@@ -326,7 +356,7 @@ def run_differential(ktap, scenarios, skipped=(), load=load_module):
                       f"{', drops ' + ','.join(c.drops) if c.drops else ''}"
                       f"{', icmp_send ' + str(len(c.sends)) if c.sends else ''}"
                       f"{', ' + repr(c.obs) if c.obs else ''}"
-                      f"{_fmt_proof(c, rust) if sc.proof else ''}")
+                      f"{_fmt_proof(c, rust) if sc.proof or not mirror_requested() else ''}")
         ktap.result(not problems, sc.name, "\n".join(problems))
     for name, reason in skipped:
         ktap.skip(name, reason)

@@ -20,6 +20,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULE = os.environ.get("RUST_ICMP_MODULE") or os.path.join(TOP, "rust_icmp.ko")
 # As tests/lib.sh: loaded with its counters in /proc/net/rust_icmp, the proof that Rust ran.
+# Read when the module is inserted: a suite may set it (tests/defaults.py loads it bare).
 MODULE_PARAMS = os.environ.get("RUST_ICMP_PARAMS", "mirror=1")
 TRACING = "/sys/kernel/tracing"
 
@@ -669,6 +670,17 @@ def mib(ns, ipv6=False):
                              text=True).stdout
     return {n: v for n, v in json.loads(out)["kernel"].items()
             if not n.startswith("Sctp") and (ipv6 or not n.startswith(_V6_COUNTERS))}
+
+
+def mirror_requested(params=None):
+    """Whether the module parameters (`MODULE_PARAMS` unless given) switch on the mirror,
+    /proc/net/rust_icmp: `mirror` set to what the kernel reads as true (kstrtobool)."""
+    mirror = False
+    for word in (MODULE_PARAMS if params is None else params).split():
+        name, eq, value = word.partition("=")
+        if name == "mirror":
+            mirror = not eq or value[:1] in ("1", "y", "Y", "t", "T") or value.lower() == "on"
+    return mirror
 
 
 def module_counters(ns):
