@@ -71,17 +71,22 @@ class Scenario:
     quiet                for a scenario where the dut must send no ICMP message (an error
                          that must not be sent, a broadcast to ignore): why. Its C run must
                          show that the trigger reached the dut (IpInReceives) and that the
-                         dut sent no ICMP; every other scenario must move rust_icmp's own
-                         counters in the Rust run, the proof that the module handled it
+                         dut sent no ICMP. Like every scenario, it must still show that
+                         rust_icmp handled it: its own counters move in the Rust run (a
+                         message received, a packet dropped), or it declares proof=
     proof                for traffic that reaches rust_icmp only through live-patched C
-                         functions (callers outside icmp.c, such as ICMPv6), which no counter
-                         of the module shows: {C function name: True if the scenario must
-                         call it, False if it must not}. Each run counts the calls with the
-                         function tracer during the action; both runs must call (or not) each
-                         function, and the Rust run must find the live patch enabled and its
-                         transition complete before and after the action, so that every
-                         counted call went to the Rust replacement. This replaces the
-                         requirement that the module's own counters moved
+                         functions (callers outside icmp.c, such as ICMPv6, or an error
+                         __icmp_send decides not to send), which no counter of the module
+                         shows: {C function name: True if the scenario must call it, False
+                         if it must not}. Each run counts the calls with the function tracer
+                         during the action; both runs must call (or not) each function, and
+                         the Rust run must find the live patch enabled and its transition
+                         complete before and after the action, so that every counted call
+                         went to the Rust replacement. This replaces the requirement that the
+                         module's own counters moved. A control that reaches no ICMP code at
+                         all (a datagram forwarded without error) says so with
+                         {"__icmp_send": False}: it shows that the module, loaded and
+                         patched, sends nothing where C sends nothing
     """
 
     def __init__(self, name, action, setup=None, mask=(), shared_counts=False, sanity=None,
@@ -248,10 +253,11 @@ def check_module_counters(sc, c, rust):
     if m is None:
         return ["/proc/net/rust_icmp is missing in the dut during the Rust run"]
     problems = []
-    if not sc.quiet and not sc.proof and not any(m.values()) and not rust.module_drops:
+    if not sc.proof and not any(m.values()) and not rust.module_drops:
         problems.append("neither rust_icmp's own counters moved nor did it drop a packet in "
-                        "the Rust run: the module did not handle this scenario (declare "
-                        "quiet= if no ICMP is expected)")
+                        "the Rust run: the module did not handle this scenario (one that "
+                        "reaches rust_icmp only through a live-patched function, or not at "
+                        "all, declares proof=)")
     if rust.mib.get("IcmpInMsgs", 0) and not sc.shared_counts and not m.get("IcmpInMsgs"):
         problems.append("the dut received ICMP but rust_icmp did not count it: was it loaded?")
     keys = set(MODULE_MIBS) | {k for k in set(m) | set(rust.mib) if k.startswith("IcmpMsg")}
@@ -264,8 +270,8 @@ def check_module_counters(sc, c, rust):
 
 def check_builtin_calls(sc, c, rust):
     """Without the mirror: the C run must have called icmp.c's receive handler or getfrag
-    callback (unless the scenario expects no ICMP, or proves itself with proof=), and the Rust
-    run neither, nor may it have /proc/net/rust_icmp."""
+    callback (unless the scenario proves itself with proof=), and the Rust run neither, nor
+    may it have /proc/net/rust_icmp."""
     problems = []
     if rust.module is not None:
         problems.append("/proc/net/rust_icmp exists in the Rust run, but the module was loaded "
@@ -274,15 +280,18 @@ def check_builtin_calls(sc, c, rust):
         if rust.calls.get(fn, 0):
             problems.append(f"Rust run: the built-in {fn} was called {rust.calls[fn]} times: the "
                             "module did not handle this traffic")
-    if not sc.quiet and not sc.proof and not any(c.calls.get(fn, 0) for fn in BUILTIN_ONLY):
+    if not sc.proof and not any(c.calls.get(fn, 0) for fn in BUILTIN_ONLY):
         problems.append(f"C run: none of {', '.join(BUILTIN_ONLY)} was called, so that the Rust "
-                        "run not calling them proves nothing (declare quiet= or proof=)")
+                        "run not calling them proves nothing (declare proof=)")
     return problems
 
 
-def _fmt_proof(c, rust):
-    return (f", calls C {_fmt_counters(c.calls)} Rust {_fmt_counters(rust.calls)} "
-            f"(live patch enabled, transition: {rust.livepatch[-1]})")
+def _fmt_proof(sc, c, rust):
+    """What the function tracer counted, and for a proof= scenario the live patch state
+    (enabled, transition) before and after the action in the Rust run, which check_proof
+    checked."""
+    calls = f", calls C {_fmt_counters(c.calls)} Rust {_fmt_counters(rust.calls)}"
+    return calls + (f" (live patch: {rust.livepatch})" if sc.proof else "")
 
 
 def check_proof(sc, c, rust):
@@ -356,7 +365,7 @@ def run_differential(ktap, scenarios, skipped=(), load=load_module):
                       f"{', drops ' + ','.join(c.drops) if c.drops else ''}"
                       f"{', icmp_send ' + str(len(c.sends)) if c.sends else ''}"
                       f"{', ' + repr(c.obs) if c.obs else ''}"
-                      f"{_fmt_proof(c, rust) if sc.proof or not mirror_requested() else ''}")
+                      f"{_fmt_proof(sc, c, rust) if sc.proof or not mirror_requested() else ''}")
         ktap.result(not problems, sc.name, "\n".join(problems))
     for name, reason in skipped:
         ktap.skip(name, reason)
