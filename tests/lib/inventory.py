@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: GPL-2.0
 """Prints, for each differential suite, how many scenarios it has and how each proves that
-the Rust run did the work: rust_icmp's own counters (or a drop in the module), a live-patched
-C function's calls (proof=), or a declared "no ICMP expected" (quiet=, checked on the C run).
-Also how many compare on invariants (bounds=) instead of exactly. Runs anywhere (no VM).
+the Rust run did the work: rust_icmp's own counters (or a drop in the module), or a
+live-patched C function's calls (proof=); and how many are controls that reach no ICMP code
+(proof= with only False: the module must do nothing there either). Also how many expect no
+ICMP from the dut (quiet=, in any of those) and how many compare on invariants (bounds=)
+instead of exactly. Runs anywhere (no VM).
 
     tests/lib/inventory.py [--markdown]
 """
@@ -24,12 +26,15 @@ def main():
     rows = []
     for name in SUITES:
         scs = importlib.import_module(name).scenarios()
+        proof = sum(1 for s in scs if s.proof and any(s.proof.values()))
+        control = sum(1 for s in scs if s.proof and not any(s.proof.values()))
         quiet = sum(1 for s in scs if s.quiet)
-        proof = sum(1 for s in scs if not s.quiet and getattr(s, "proof", None))
         bounds = sum(1 for s in scs if s.bounds)
-        rows.append((f"{name}.py", len(scs), len(scs) - quiet - proof, proof, quiet, bounds))
-    total = ("total",) + tuple(sum(r[i] for r in rows) for i in range(1, 6))
-    head = ("suite", "scenarios", "module counters", "proof (live patch)", "quiet", "bounds")
+        rows.append((f"{name}.py", len(scs), len(scs) - proof - control, proof, control, quiet,
+                     bounds))
+    total = ("total",) + tuple(sum(r[i] for r in rows) for i in range(1, 7))
+    head = ("suite", "scenarios", "module counters", "proof (live patch)", "control", "quiet",
+            "bounds")
     if md:
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
