@@ -8,6 +8,9 @@
 #   make selftests  ... then the kernel's own ICMP selftests, built-in vs rust_icmp
 #   make stress     ... the robustness run on the debug kernel: fuzzing, hot swap, failures
 #   make bench      ... the benchmark, built-in vs rust_icmp (build/bench/report.md)
+#   make check-no-netfilter  ... tests/no_netfilter.sh on the kernel rebuilt without
+#                   netfilter (build/kernel-nonf-7.3): the one path to the protocol handler
+#                   without a route, which the test kernels cannot take
 #   make lint       rustfmt --check, clippy and rustdoc (warnings are errors) on the module
 #                   and the kernel crate with the patch series; checkpatch --strict on
 #                   each patch; the tools' cargo test; shellcheck; pyflakes on tests/
@@ -60,7 +63,7 @@ ENV := source $(TOP)/scripts/env.sh &&
 # Runs a command in the VM booted on $(KDIR)'s kernel, with the module built for it.
 VM := KERNEL=$(KDIR)/arch/x86/boot/bzImage qemu/run env RUST_ICMP_MODULE=$(KO)
 
-.PHONY: all module kernel setup run check lint selftests selftest-tools stress bench fuzz tools \
+.PHONY: all module kernel setup run check check-no-netfilter lint selftests selftest-tools stress bench fuzz tools \
 	clean distclean fmt rust-analyzer
 
 all: module
@@ -148,6 +151,12 @@ stress:
 		env RUST_ICMP_MODULE=$(TOP)/build/module-debug/rust_icmp.ko tests/stress.sh $(STRESS) \
 		2>&1 | tee build/logs/stress.log
 
+# A kernel without netfilter has a path to the protocol handlers that the test kernels lack
+# (tests/no_netfilter.sh); scripts/no-netfilter builds it and the module, and runs the test.
+check-no-netfilter: kernel
+	@scripts/setup check
+	@scripts/no-netfilter
+
 # The benchmark (tools/bench/run): built-in C and rust_icmp alternating in one boot per vCPU
 # count; writes build/bench/report.md, report.json and rounds.png.
 bench: module tools
@@ -172,7 +181,7 @@ RUSTFMT = $(ENV) "$$(rustup which rustfmt)" --edition 2021 \
 
 SHELL_SCRIPTS := .ci/run qemu/run qemu/init tools/bench/run $(wildcard tests/*.sh) \
 	$(addprefix scripts/,bindings-layout env.sh kernel linux-source rust-warnings series \
-		setup unload)
+		no-netfilter setup unload)
 lint: kernel
 	@scripts/setup lint
 	@$(RUSTFMT) --check src/rust_icmp.rs
