@@ -134,16 +134,8 @@ flood() {
 }
 
 setup() {
-	local ns k
-	for ns in peer dut; do
-		ip netns del $ns 2>/dev/null
-		ip netns add $ns || return
-		ip -n $ns link set lo up
-	done
-	ip link add veth0 netns peer type veth peer name veth0 netns dut || return
-	ip -n peer addr add 10.0.1.1/24 dev veth0
-	ip -n dut addr add $DUT/24 dev veth0
-	for ns in peer dut; do ip -n $ns link set veth0 up || return; done
+	local k
+	veth_pair $DUT || return
 	if [[ $STEER == 1 ]]; then
 		((VCPUS >= 2)) || { echo "BENCH_STEER=1 needs 2 vCPUs"; return 1; }
 		# rps_cpus is a CPU mask: the dut's receive on CPU 1, the peer's on CPU 0.
@@ -436,7 +428,6 @@ module_loaded && unload_module
 splats=$(dmesg | grep -E 'WARNING:|BUG:|Oops|Kernel panic|panicked at|general protection|refcount_t:|detected stall|suspicious RCU usage' | head -n 5)
 emit '"kind": "kernel_log"' "\"splats\": $(json_str "$splats")"
 [[ -n $splats ]] && echo "bench: kernel log: $splats"
-ip netns del peer
-ip netns del dut
+veth_pair_del
 echo "bench: $(grep -c '"error"' "$RAW") failed runs; results in $RAW"
 exit 0

@@ -9,11 +9,7 @@ require_vm demo.sh
 module_loaded || insmod "$MODULE" mirror=1
 dmesg | grep rust_icmp | tail -n 1
 
-for ns in peer dut; do ip netns del $ns 2>/dev/null || true; ip netns add $ns; done
-ip link add veth0 netns peer type veth peer name veth0 netns dut
-ip -n peer addr add 10.0.1.1/24 dev veth0
-ip -n dut addr add 10.0.1.2/24 dev veth0
-for ns in peer dut; do ip -n $ns link set lo up; ip -n $ns link set veth0 up; done
+veth_pair
 
 export NSTAT_HISTORY=/tmp/nstat.dut
 ip netns exec dut nstat -n

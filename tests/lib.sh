@@ -141,3 +141,22 @@ module_counter() { # name [netns]
 		awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' $file
 	fi
 }
+
+# The two namespaces most tests use: "peer" (10.0.1.1) and "dut" (10.0.1.2 unless given),
+# each with its loopback up, joined by a veth pair named veth0 on both sides. Namespaces
+# left by an earlier run are replaced. Fails if the pair cannot be made.
+PEER=10.0.1.1
+veth_pair() { # [dut-address]
+	local ns
+	for ns in peer dut; do
+		ip netns del $ns 2>/dev/null || true
+		ip netns add $ns || return
+		ip -n $ns link set lo up || return
+	done
+	ip link add veth0 netns peer type veth peer name veth0 netns dut || return
+	ip -n peer addr add $PEER/24 dev veth0 || return
+	ip -n dut addr add "${1:-10.0.1.2}/24" dev veth0 || return
+	for ns in peer dut; do ip -n $ns link set veth0 up || return; done
+}
+
+veth_pair_del() { ip netns del peer; ip netns del dut; }

@@ -25,11 +25,7 @@ require_vm no_netfilter.sh
 ktap_header "no_netfilter.sh: a packet an xfrm interface took the route from" 3
 
 module_loaded && unload_module
-for ns in peer dut; do ip netns del $ns 2>/dev/null; ip netns add $ns; done
-ip link add veth0 netns peer type veth peer name veth0 netns dut
-ip -n peer addr add 10.0.1.1/24 dev veth0
-ip -n dut addr add 10.0.1.2/24 dev veth0
-for ns in peer dut; do ip -n $ns link set lo up; ip -n $ns link set veth0 up; done
+veth_pair || exit $KSFT_FAIL
 
 key=0x$(printf '%02x' $(seq 1 32) | tr -d '\n')
 crypto=(enc 'ecb(cipher_null)' '' auth-trunc 'hmac(sha256)' "$key" 128)
@@ -85,5 +81,5 @@ else
 fi
 
 unload_module
-for ns in peer dut; do ip netns del $ns; done
+veth_pair_del
 ktap_finish

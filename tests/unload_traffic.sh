@@ -13,11 +13,7 @@ CYCLES=${CYCLES:-10}
 ktap_header "unload_traffic.sh: $CYCLES load/unload cycles under traffic" 4
 
 module_loaded && unload_module
-for ns in peer dut; do ip netns del $ns 2>/dev/null; ip netns add $ns; done
-ip link add veth0 netns peer type veth peer name veth0 netns dut
-ip -n peer addr add 10.0.1.1/24 dev veth0
-ip -n dut addr add 10.0.1.2/24 dev veth0
-for ns in peer dut; do ip -n $ns link set lo up; ip -n $ns link set veth0 up; done
+veth_pair || exit $KSFT_FAIL
 # No rate limits, so that every trigger is answered.
 for k in icmp_ratelimit=0 icmp_msgs_per_sec=1000000 icmp_msgs_burst=1000000; do
 	ip netns exec dut sysctl -q "net.ipv4.$k"
@@ -29,11 +25,11 @@ flood=$!
 sleep 1
 fail=""
 rust_in=0 rust_out=0 # what rust_icmp's own counters saw, summed over the loads
-counter() { ip netns exec dut awk -v k="$1" '$1 == k { n = $2 } END { print n + 0 }' /proc/net/rust_icmp; }
 for ((i = 1; i <= CYCLES; i++)); do
 	load_module || { fail="load $i failed"; break; }
 	sleep 0.5
-	rust_in=$((rust_in + $(counter IcmpInMsgs))) rust_out=$((rust_out + $(counter IcmpOutMsgs)))
+	rust_in=$((rust_in + $(module_counter IcmpInMsgs dut)))
+	rust_out=$((rust_out + $(module_counter IcmpOutMsgs dut)))
 	unload_module || { fail="unload $i failed"; break; }
 	sleep 0.5
 done
@@ -55,6 +51,5 @@ else
 fi
 check "after the last unload the built-in code answers ping" \
 	ip netns exec peer ping -c 2 -i 0.2 -W 2 10.0.1.2
-ip netns del peer
-ip netns del dut
+veth_pair_del
 ktap_finish
