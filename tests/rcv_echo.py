@@ -223,7 +223,7 @@ def scenarios():
 def main():
     require_vm("rcv_echo")
     ktap = Ktap("rcv_echo: receive path, built-in C vs rust_icmp")
-    run_differential(ktap, select(scenarios(), sys.argv[1:]))
+    run_differential(ktap, select(scenarios(), sys.argv[1:]), both=True)
     ktap.finish()
 
 

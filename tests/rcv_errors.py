@@ -389,7 +389,7 @@ def scenarios():
 def main():
     require_vm("rcv_errors")
     ktap = Ktap("rcv_errors: ICMP errors received, built-in C vs rust_icmp")
-    run_differential(ktap, select(scenarios(), sys.argv[1:]))
+    run_differential(ktap, select(scenarios(), sys.argv[1:]), both=True)
     ktap.finish()
 
 

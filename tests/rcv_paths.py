@@ -337,7 +337,7 @@ def main():
     if reason:
         skipped = [(sc.name, reason) for sc in todo if sc.name.startswith("csum_unnecessary")]
         todo = [sc for sc in todo if not sc.name.startswith("csum_unnecessary")]
-    run_differential(ktap, todo, skipped)
+    run_differential(ktap, todo, skipped, both=True)
     ktap.finish()
 
 

@@ -161,7 +161,7 @@ def scenarios():
 def main():
     require_vm("rcv_probe")
     ktap = Ktap("rcv_probe: RFC 8335 PROBE, built-in C vs rust_icmp")
-    run_differential(ktap, select(scenarios(), sys.argv[1:]))
+    run_differential(ktap, select(scenarios(), sys.argv[1:]), both=True)
     ktap.finish()
 
 

@@ -21,7 +21,7 @@ require_vm run_all.sh
 
 # The order matters only for reading the log: the cheapest tests first.
 TESTS=(module.sh doctests.sh rcv_echo.py rcv_probe.py rcv_errors.py rcv_paths.py send_errors.py
-	ipv6_callers.py xfrm.py defaults.py hooks.py unload_traffic.sh hotswap.py failures.sh
+	ipv6_callers.py xfrm.py hooks.py unload_traffic.sh hotswap.py failures.sh
 	faults.py fuzz.sh "selftests.sh --quick")
 (($#)) && TESTS=("$@")
 LIMIT=${RUN_ALL_TIMEOUT:-1800}

@@ -746,7 +746,7 @@ def scenarios():
 def main():
     require_vm("send_errors")
     ktap = Ktap("send_errors: ICMP errors the host sends, built-in C vs rust_icmp")
-    run_differential(ktap, select(scenarios(), sys.argv[1:]))
+    run_differential(ktap, select(scenarios(), sys.argv[1:]), both=True)
     ktap.finish()
 
 

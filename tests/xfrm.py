@@ -439,7 +439,7 @@ def scenarios():
 def main():
     require_vm("xfrm")
     ktap = Ktap("xfrm: IPsec (ESP) on ICMP's paths, built-in C vs rust_icmp")
-    run_differential(ktap, select(scenarios(), sys.argv[1:]))
+    run_differential(ktap, select(scenarios(), sys.argv[1:]), both=True)
     ktap.finish()
 
 

@@ -13,9 +13,10 @@ first with the built-in handler, then with rust_icmp loaded. For each run it rec
 
 and the scenario passes when both runs agree. In the Rust run it also checks that the module
 handled the traffic and that its own counters (/proc/net/rust_icmp) match the MIB deltas.
-Loaded without mirror=1 (tests/defaults.py), the module has no such counters: the proof is
+Loaded without mirror=1, as users load it, the module has no such counters: the proof is
 then that icmp.c's own receive handler and getfrag callback (`BUILTIN_ONLY`) ran in the C run
-and never in the Rust run (see check_builtin_calls).
+and never in the Rust run (see check_builtin_calls). The suites of the ICMP code's own
+behaviour run the Rust side both ways against the one C run (`run_differential(both=True)`).
 
 In a topology with IPv6 (`Topology.IPV6`, e.g. icmptest.Topology6) the dut's IPv6 packets are
 recorded as well (nothing masked but what the scenario names; their ICMPv6 checksums are
@@ -26,9 +27,11 @@ declares `proof=` instead (see Scenario).
 """
 
 import fnmatch
+import os
 import time
 import traceback
 
+import icmptest
 from icmptest import (Capture, DropTrace, FunctionCount, Sender, Topology, close_drained, delta,
                       describe, livepatch_state, load_module, mask_packet, masked_checksums_wrong,
                       mib, mirror_requested, module_counters, module_loaded, unload_module)
@@ -123,8 +126,9 @@ class Result:
         self.error = None
 
 
-def run_once(sc):
-    """Runs a scenario in fresh namespaces and records what the dut did."""
+def run_once(sc, trace_builtin=False):
+    """Runs a scenario in fresh namespaces and records what the dut did; with
+    `trace_builtin`, also how often the `BUILTIN_ONLY` functions ran."""
     r = Result()
     v6 = getattr(sc.topology, "IPV6", False)
     trace = DropTrace(ipv6=v6)
@@ -140,7 +144,7 @@ def run_once(sc):
             trace.start()
             try:
                 r.start = time.time()
-                traced = tuple(sc.proof or ()) + (() if mirror_requested() else BUILTIN_ONLY)
+                traced = tuple(sc.proof or ()) + (BUILTIN_ONLY if trace_builtin else ())
                 if traced:
                     with FunctionCount(*traced) as fc:
                         r.livepatch.append(livepatch_state())
@@ -179,8 +183,9 @@ def _fmt_counters(d):
     return " ".join(f"{k}={v}" for k, v in sorted(d.items())) or "(none)"
 
 
-def compare(sc, c, rust):
-    """Returns a list of differences (empty: the runs agree)."""
+def compare(sc, c, rust, params):
+    """Returns a list of differences (empty: the runs agree); the Rust run had the module
+    loaded with `params`."""
     problems = []
     if c.error:
         return [f"C run raised:\n{c.error}"]
@@ -195,7 +200,7 @@ def compare(sc, c, rust):
             problems.append(f"{name} run: {msg}")
     if sc.bounds:
         problems += sc.bounds(c, rust)
-        problems += check_module_counters(sc, c, rust)
+        problems += check_module_counters(sc, c, rust, params)
         return problems
     if c.packets != rust.packets:
         problems.append("packets sent by the dut differ:")
@@ -220,7 +225,7 @@ def compare(sc, c, rust):
     for k in sorted(set(c.obs) | set(rust.obs)):
         if c.obs.get(k) != rust.obs.get(k):
             problems.append(f"observation {k!r} differs: C {c.obs.get(k)!r} Rust {rust.obs.get(k)!r}")
-    problems += check_module_counters(sc, c, rust)
+    problems += check_module_counters(sc, c, rust, params)
     return problems
 
 
@@ -245,9 +250,10 @@ def c_run_checks(sc, c):
     return problems
 
 
-def check_module_counters(sc, c, rust):
-    """The module must have handled the traffic, and counted it as the MIB did."""
-    if not mirror_requested():
+def check_module_counters(sc, c, rust, params):
+    """The module (loaded with `params`) must have handled the traffic, and with the mirror
+    counted it as the MIB did."""
+    if not mirror_requested(params):
         return check_builtin_calls(sc, c, rust)
     m = rust.module
     if m is None:
@@ -345,27 +351,50 @@ def select(scenarios, patterns):
     return [sc for sc in scenarios if any(fnmatch.fnmatchcase(sc.name, p) for p in patterns)]
 
 
-def run_differential(ktap, scenarios, skipped=(), load=load_module):
-    """Runs every scenario with C, then every scenario with Rust (loaded by `load`), and
-    reports each; then reports the (name, reason) pairs of `skipped` as skipped."""
+def rust_params(both):
+    """The module parameters of the Rust runs, one load each: `RUST_ICMP_PARAMS` if the
+    environment sets it; else with `both` the tests' mirror=1 and none at all (as users load
+    the module), else mirror=1 only."""
+    if both and "RUST_ICMP_PARAMS" not in os.environ:
+        return ["mirror=1", ""]
+    return [icmptest.MODULE_PARAMS]
+
+
+def run_differential(ktap, scenarios, skipped=(), load=load_module, both=False):
+    """Runs every scenario with C, then every scenario with Rust (loaded by `load`, once for
+    each of `rust_params(both)`), and reports each scenario for each Rust run, compared with
+    the one C run; then reports the (name, reason) pairs of `skipped` as skipped. The second
+    Rust run's results are named `SCENARIO (no parameters)`."""
     if module_loaded():
         unload_module()
-    ktap.plan(len(scenarios) + len(skipped))
-    c_results = {sc.name: run_once(sc) for sc in scenarios}
-    load()
+    params = rust_params(both)
+    ktap.plan(len(scenarios) * len(params) + len(skipped))
+    # The C run counts icmp.c's own functions if a Rust run must show that they did not run.
+    builtin = not all(mirror_requested(p) for p in params)
+    c_results = {sc.name: run_once(sc, builtin) for sc in scenarios}
+    saved, rust_results = icmptest.MODULE_PARAMS, []
     try:
-        rust_results = {sc.name: run_once(sc) for sc in scenarios}
+        for p in params:
+            icmptest.MODULE_PARAMS = p
+            load()
+            try:
+                rust_results.append({sc.name: run_once(sc, not mirror_requested(p))
+                                     for sc in scenarios})
+            finally:
+                unload_module()
     finally:
-        unload_module()
+        icmptest.MODULE_PARAMS = saved
     for sc in scenarios:
-        c, rust = c_results[sc.name], rust_results[sc.name]
-        problems = compare(sc, c, rust)
-        if not problems:
-            ktap.diag(f"{sc.name}: {len(c.packets)} packets, MIB {_fmt_counters(c.mib)}"
-                      f"{', drops ' + ','.join(c.drops) if c.drops else ''}"
-                      f"{', icmp_send ' + str(len(c.sends)) if c.sends else ''}"
-                      f"{', ' + repr(c.obs) if c.obs else ''}"
-                      f"{_fmt_proof(sc, c, rust) if sc.proof or not mirror_requested() else ''}")
-        ktap.result(not problems, sc.name, "\n".join(problems))
+        for i, (p, results) in enumerate(zip(params, rust_results)):
+            c, rust = c_results[sc.name], results[sc.name]
+            name = sc.name if i == 0 else f"{sc.name} ({p or 'no parameters'})"
+            problems = compare(sc, c, rust, p)
+            if not problems:
+                ktap.diag(f"{name}: {len(c.packets)} packets, MIB {_fmt_counters(c.mib)}"
+                          f"{', drops ' + ','.join(c.drops) if c.drops else ''}"
+                          f"{', icmp_send ' + str(len(c.sends)) if c.sends else ''}"
+                          f"{', ' + repr(c.obs) if c.obs else ''}"
+                          f"{_fmt_proof(sc, c, rust) if sc.proof or not mirror_requested(p) else ''}")
+            ktap.result(not problems, name, "\n".join(problems))
     for name, reason in skipped:
         ktap.skip(name, reason)

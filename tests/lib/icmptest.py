@@ -20,7 +20,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULE = os.environ.get("RUST_ICMP_MODULE") or os.path.join(TOP, "rust_icmp.ko")
 # As tests/lib.sh: loaded with its counters in /proc/net/rust_icmp, the proof that Rust ran.
-# Read when the module is inserted: a suite may set it (tests/defaults.py loads it bare).
+# Read when the module is inserted: difftest.run_differential sets it for each Rust run.
 MODULE_PARAMS = os.environ.get("RUST_ICMP_PARAMS", "mirror=1")
 TRACING = "/sys/kernel/tracing"
 
