@@ -352,11 +352,11 @@ def select(scenarios, patterns):
 
 
 def rust_params(both):
-    """The module parameters of the Rust runs, one load each: `RUST_ICMP_PARAMS` if the
-    environment sets it; else with `both` the tests' mirror=1 and none at all (as users load
-    the module), else mirror=1 only."""
+    """The module parameters of the Rust runs, one load each: `icmptest.MODULE_PARAMS`
+    (mirror=1 unless `RUST_ICMP_PARAMS` sets others), and with `both`, unless the
+    environment named the parameters, none at all as well (as users load the module)."""
     if both and "RUST_ICMP_PARAMS" not in os.environ:
-        return ["mirror=1", ""]
+        return [icmptest.MODULE_PARAMS, ""]
     return [icmptest.MODULE_PARAMS]
 
 
