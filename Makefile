@@ -200,7 +200,7 @@ RUSTFMT = $(ENV) "$$(rustup which rustfmt)" --edition 2021 \
 
 SHELL_SCRIPTS := .ci/run qemu/run qemu/init tools/bench/run $(wildcard tests/*.sh) \
 	$(addprefix scripts/,bindings-layout env.sh kernel linux-source rust-warnings series \
-		no-netfilter setup unload)
+		no-netfilter setup stress-check unload)
 lint: kernel
 	@scripts/setup lint
 	@$(RUSTFMT) --check src/rust_icmp.rs
