@@ -199,8 +199,8 @@ RUSTFMT = $(ENV) "$$(rustup which rustfmt)" --edition 2021 \
 	--config-path $(SRC)/.rustfmt.toml
 
 SHELL_SCRIPTS := .ci/run qemu/run qemu/init tools/bench/run $(wildcard tests/*.sh) \
-	$(addprefix scripts/,bindings-layout env.sh kernel linux-source rust-warnings series \
-		no-netfilter setup stress-check unload)
+	$(addprefix scripts/,bindings-layout clippy-series env.sh kernel linux-source \
+		rust-warnings series no-netfilter setup stress-check unload)
 lint: kernel
 	@scripts/setup lint
 	@$(RUSTFMT) --check src/rust_icmp.rs
@@ -214,18 +214,20 @@ lint: kernel
 			{ echo "lint: checkpatch complains about $${p##*/}" >&2; exit 1; }; \
 	done
 	@cd $(SRC) && $(RUSTFMT) --check $(PATCHED_RS)
-	@# The kernel crate: clippy (its object removed, so that it is built again under clippy,
-	@# in this build tree only: make check's debug build shares the source; the next build
-	@# without CLIPPY builds it once more, a minute), then rustdoc (always run). A warning in
-	@# a file the series adds or changes fails (scripts/rust-warnings); the rest of the
-	@# kernel crate is upstream's.
-	@rm -f $(KDIR)/rust/kernel.o
-	@for t in "CLIPPY=1 vmlinux:clippy" "rustdoc:rustdoc"; do \
-		out=$$($(ENV) $(MAKE) -s -C $(SRC) O=$(KDIR) BINDGEN=$$BINDGEN \
-			$(KLLVM) $${t%:*} 2>&1) || { printf '%s\n' "$$out"; exit 1; }; \
-		printf '%s\n' "$$out" | scripts/rust-warnings $(PATCHED_RS) || \
-			{ echo "lint: $${t#*:} warns on the series" >&2; exit 1; }; \
-	done
+	@# The crates the series changes: clippy (scripts/clippy-series: each crate checked with
+	@# the command line it was built with, the build tree untouched), then rustdoc (always
+	@# run). A warning in a file the series adds or changes fails (scripts/rust-warnings);
+	@# the rest of the kernel crate is upstream's.
+	@[ -z "$(filter-out rust/kernel/% rust/macros/%,$(PATCHED_RS))" ] || \
+		{ echo "lint: the series changes a crate scripts/clippy-series does not check:" \
+			"$(filter-out rust/kernel/% rust/macros/%,$(PATCHED_RS))" >&2; exit 1; }
+	@out=$$($(ENV) scripts/clippy-series $(SRC) $(KDIR) 2>&1) || { printf '%s\n' "$$out"; exit 1; }; \
+	printf '%s\n' "$$out" | scripts/rust-warnings $(PATCHED_RS) || \
+		{ echo "lint: clippy warns on the series" >&2; exit 1; }
+	@out=$$($(ENV) $(MAKE) -s -C $(SRC) O=$(KDIR) BINDGEN=$$BINDGEN $(KLLVM) rustdoc 2>&1) || \
+		{ printf '%s\n' "$$out"; exit 1; }; \
+	printf '%s\n' "$$out" | scripts/rust-warnings $(PATCHED_RS) || \
+		{ echo "lint: rustdoc warns on the series" >&2; exit 1; }
 	@mkdir -p $(MOD) && rm -f $(MOD)/src/rust_icmp.o
 	@$(ENV) $(MAKE) -s -C $(KDIR) $(KMOD) $(KLLVM) CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
 	@rm -f $(MOD)/src/rust_icmp.o
