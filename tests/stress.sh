@@ -25,8 +25,8 @@
 #
 #   tests/stress.sh [short|short:1|short:2] [TEST...]
 #       short: make check's variant (CI's time budget), here in one VM
-#       short:1, short:2: its two halves (fuzz.sh, hotswap.py, failures.sh; then faults.py
-#              and the log flood), which make check runs in two VMs side by side
+#       short:1, short:2: its two halves (fuzz.sh and hotswap.py; then failures.sh,
+#              faults.py and the log flood), which make check runs in two VMs side by side
 #              (scripts/stress-check); each has its own summary and kmemleak scan
 #       TEST:  run only these (e.g. hotswap.py), to measure one part at full size
 set -u
@@ -40,7 +40,7 @@ short:[12]) short=1 half=${1#short:}; shift ;;
 esac
 tests=("$@")
 if ((${#tests[@]} == 0)); then
-	first=(fuzz.sh hotswap.py failures.sh) second=(faults.py "hooks.py log_flood_remote_errors")
+	first=(fuzz.sh hotswap.py) second=(failures.sh faults.py "hooks.py log_flood_remote_errors")
 	case $half in
 	1) tests=("${first[@]}") ;;
 	2) tests=("${second[@]}") ;;
