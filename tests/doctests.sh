@@ -19,7 +19,7 @@ SUITE=/sys/kernel/debug/kunit/rust_doctests_kernel
 SRC=$TOP/build/linux-src-7.3
 # The series' files with examples; KUnit names an example after its file, with the path's
 # '/' and '.' as '_', and its number in the file: ..._net_checksum_rs_0.
-FILES=(rust/kernel/percpu.rs rust/kernel/sync/bh.rs rust/kernel/net/mod.rs
+FILES=(rust/kernel/percpu.rs rust/kernel/sync/bh.rs rust/kernel/sync/rcu.rs rust/kernel/net/mod.rs
 	rust/kernel/net/namespace.rs rust/kernel/net/checksum.rs rust/kernel/net/ipv4/hdr.rs)
 # The series' KUnit suites (`#[kunit_tests(name)]`), as name:file.
 SUITES=(rust_net_skb:rust/kernel/net/skb.rs rust_net_ipv4_xmit:rust/kernel/net/ipv4/xmit.rs)

@@ -5,7 +5,7 @@
 # packet it decrypted (xfrmi_scrub_packet), and xfrm4_transport_finish(), compiled without
 # netfilter, resubmits the transport-mode packet to its protocol instead of routing it
 # again. C's icmp_rcv reads rt->dst.dev there and oopses. rust_icmp's receive trampoline
-# must free the packet instead (patch 15, skb_has_route_dev).
+# must free the packet instead (patch 16, skb_has_route_dev).
 #
 # Run by `make check-no-netfilter`, on the default kernel built without netfilter and with
 # xfrm interfaces. It skips on a kernel with netfilter: the path does not exist there.
