@@ -25,6 +25,11 @@
 #                   KASAN, UBSAN, lockdep, kmemleak... in build/kernel-debug-7.3, and the
 #                   module built against it in build/module-debug/rust_icmp.ko (make check
 #                   builds and uses both kernels itself, and refuses DEBUG=1)
+#   PREEMPT=full    (with all but make check) full preemption and preemptible RCU, as
+#                   distributions' kernels have, instead of PREEMPT_LAZY: the kernel in
+#                   build/kernel-preempt-7.3 (build/kernel-debug-preempt-7.3 with DEBUG=1),
+#                   the module in build/module-preempt/ (build/module-debug-preempt/)
+#   PREEMPT=rt      the same with PREEMPT_RT (-rt): not supported (README, "Limits")
 #
 # The kernel is Linux 7.3 (Debian trixie-backports' linux-source-7.3, fetched into build/apt
 # without touching apt's configuration) with the patch series of linux/patches-7.3, built
@@ -43,16 +48,27 @@ export KVER
 ifneq ($(KVER),7.3)
 $(error KVER=$(KVER): rust_icmp runs on Linux 7.3; commit 156c5c8 is the last one for 6.12)
 endif
+# PREEMPT=full or rt: the kernels' preemption model (linux/config/preempt-*.config) instead
+# of PREEMPT_LAZY, each in build directories of their own (kernel and module): for make
+# kernel, module, run, bench, fuzz, selftests and stress, not for make check.
+PREEMPT ?=
+export PREEMPT
+ifneq ($(filter-out full rt,$(PREEMPT)),)
+$(error PREEMPT=$(PREEMPT): full or rt, or nothing for the default PREEMPT_LAZY)
+endif
+PSUFFIX := $(if $(PREEMPT),-$(if $(filter full,$(PREEMPT)),preempt,rt))
 SRC := $(TOP)/build/linux-src-7.3
-KDIR_DEBUG := $(TOP)/build/kernel-debug-7.3
+KDIR_DEBUG := $(TOP)/build/kernel-debug$(PSUFFIX)-7.3
+MOD_DEBUG := $(TOP)/build/module-debug$(PSUFFIX)
 ifeq ($(DEBUG),1)
 KDIR ?= $(KDIR_DEBUG)
-MOD := $(TOP)/build/module-debug
+MOD := $(MOD_DEBUG)
 KO := $(MOD)/rust_icmp.ko
 else
-KDIR ?= $(TOP)/build/kernel-7.3
-MOD := $(TOP)/build/module
-KO := $(TOP)/rust_icmp.ko
+KDIR ?= $(TOP)/build/kernel$(PSUFFIX)-7.3
+MOD := $(TOP)/build/module$(PSUFFIX)
+# The default flavour's module is also copied to the top directory.
+KO := $(if $(PREEMPT),$(MOD),$(TOP))/rust_icmp.ko
 endif
 # clang-19 and rustc 1.86.0 share LLVM 19: rust/helpers inline into the module too.
 KLLVM := LLVM=-19
@@ -107,6 +123,8 @@ check:
 	@scripts/setup check
 	@[ "$(DEBUG)" != 1 ] || \
 		{ echo "make check builds both kernels itself: run it without DEBUG=1" >&2; exit 2; }
+	@[ -z "$(PREEMPT)" ] || \
+		{ echo "make check runs on the default kernels only, not PREEMPT=$(PREEMPT)" >&2; exit 2; }
 	@t0=$$SECONDS; scripts/kernel patch; echo "check: source and patches: $$((SECONDS - t0)) s"
 	@mkdir -p build/logs; rm -f build/kernel-debug.rc build/stress-check.rc build/suite.done; \
 	echo "kernel (DEBUG=1): building in the background, log in build/kernel-debug.log"; \
@@ -167,7 +185,7 @@ stress-run:
 	@mkdir -p build/logs; set -o pipefail; \
 	QEMU_SMP=$(STRESS_SMP) QEMU_TIMEOUT=$(if $(STRESS),2700,14400) \
 		KERNEL=$(KDIR_DEBUG)/arch/x86/boot/bzImage qemu/run \
-		env RUST_ICMP_MODULE=$(TOP)/build/module-debug/rust_icmp.ko tests/stress.sh $(STRESS) \
+		env RUST_ICMP_MODULE=$(MOD_DEBUG)/rust_icmp.ko tests/stress.sh $(STRESS) \
 		2>&1 | tee $(STRESS_LOG)
 
 # A kernel without netfilter has a path to the protocol handlers that the test kernels lack

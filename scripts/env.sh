@@ -15,12 +15,16 @@ case $KVER in
 *) echo "KVER=$KVER: rust_icmp runs on Linux 7.3 (commit 156c5c8 is the last for 6.12)" >&2; exit 1 ;;
 esac
 SRC=$BUILD/linux-src$KSUFFIX
-# DEBUG=1 selects the debug flavour of the test kernel (linux/config/debug.config).
-if [[ ${DEBUG:-0} == 1 ]]; then
-	KDIR=${KDIR:-$BUILD/kernel-debug$KSUFFIX}
-else
-	KDIR=${KDIR:-$BUILD/kernel$KSUFFIX}
-fi
+# DEBUG=1 selects the debug flavour of the test kernel (linux/config/debug.config), PREEMPT=
+# full or rt the preemption model (linux/config/preempt-*.config). FLAVOUR names the build
+# directories of the kernel and, in the Makefile, of the module: -debug, then -preempt or -rt.
+FLAVOUR=
+[[ ${DEBUG:-0} == 1 ]] && FLAVOUR=-debug
+case ${PREEMPT:-} in
+full) FLAVOUR+=-preempt ;;
+rt) FLAVOUR+=-rt ;;
+esac
+KDIR=${KDIR:-$BUILD/kernel$FLAVOUR$KSUFFIX}
 
 # The toolchain pinned in rust-toolchain.toml (rustc 1.86.0, whose LLVM 19.1.7 is clang-19's:
 # only then does Kconfig find rustc and clang LLVM-compatible, which
