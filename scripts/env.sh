@@ -41,3 +41,25 @@ BINDGEN_VERSION=0.73.2
 BINDGEN=$TOOLS/bin/bindgen
 
 export PATH="$HOME/.cargo/bin:$TOOLS/bin:$PATH"
+
+# The module the Makefile builds for a kernel image of build/kernel<FLAVOUR>-7.3, printed:
+# build/module<FLAVOUR>/rust_icmp.ko (FLAVOUR as above, or -nonf: scripts/no-netfilter),
+# the default kernel's at the top. Nothing for another image, whose module only its builder
+# knows. There are no symbol versions: a module built for another flavour of the kernel
+# would load, and corrupt memory.
+module_for_kernel() {
+	local image build flavour
+	image=$(realpath -m "$1")
+	build=$(realpath -m "$BUILD")
+	case $image in
+	"$build"/kernel*"$KSUFFIX"/arch/x86/boot/bzImage) ;;
+	*) return 0 ;;
+	esac
+	flavour=${image#"$build"/kernel}
+	flavour=${flavour%"$KSUFFIX"/arch/x86/boot/bzImage}
+	if [[ -z $flavour ]]; then
+		echo "$top/rust_icmp.ko"
+	else
+		echo "$BUILD/module$flavour/rust_icmp.ko"
+	fi
+}
