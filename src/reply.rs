@@ -171,7 +171,7 @@ pub(crate) fn icmp_push_reply<K: SkBuffKind>(
     field.copy_from_slice(&(head_sum + queued).fold().to_bytes());
     skb.set_checksum_none();
     // Errors of the send (no buffer, qdisc drop) are counted by the IP layer, as for C.
-    // `__ip_make_skb` counts the message with `icmp_out_count` (ours, live-patched).
+    // `__ip_make_skb` counts the message with `icmp_out_count` (ours with `mirror=1`).
     let _ = sk.push_pending_frames(fl4);
 }
 

@@ -4,7 +4,9 @@
 //!
 //! Loading the module swaps the kernel's built-in ICMP handler in `inet_protos[IPPROTO_ICMP]`
 //! for [`Icmp`]; then `module!` enables the live patch that sends the icmp.c functions the
-//! rest of the kernel calls (`__icmp_send`, `icmp_out_count`, ...) to Rust as well.
+//! rest of the kernel calls (`__icmp_send`, the rate limits, ...) to Rust as well; also
+//! `icmp_out_count` with `mirror=1`, whose counters need it (without, it would count what C's
+//! counts, and every ICMP message sent would pay for the redirection).
 //! Unloading takes two steps, because only user space can disable a live patch:
 //! `scripts/unload` disables it (`/sys/kernel/livepatch/rust_icmp/enabled`), waits for the
 //! transition, then removes the module, which swaps the handler back.
@@ -30,7 +32,7 @@ use kernel::{
     livepatch,
     net::{
         ipv4::{
-            icmp::{IcmpHooks, IcmpSendSkb, Rfc4884},
+            icmp::{self, IcmpHooks, IcmpSendSkb, LivepatchFuncs, OutCount, Rfc4884},
             xmit::{CtlSockConfig, CtlSockets, InetSkbParm},
             IcmpHdr, Ipv4ErrSkBuff, Ipv4RxSkBuff, IPPROTO_ICMP, IP_PMTUDISC_DONT,
         },
@@ -133,15 +135,17 @@ impl IcmpHooks for Icmp {
 /// live patch is `module!`'s ([`livepatch::LivePatch`]).
 struct RustIcmp {
     _icmp: Pin<KBox<Registration<Icmp>>>,
+    /// Whether the live patch takes `icmp_out_count`: only for the mirror's counters.
+    out_count: OutCount,
 }
 
 impl livepatch::LivePatch for RustIcmp {
-    type Funcs = [livepatch::Func; 6];
+    type Funcs = LivepatchFuncs;
 
     /// Enabled by `module!` right after [`RustIcmp::init`]: last, as nothing can undo it from
     /// here (a live patch is disabled from user space).
     fn funcs(&self) -> Self::Funcs {
-        kernel::net::ipv4::icmp::livepatch_funcs::<Icmp>()
+        icmp::livepatch_funcs::<Icmp>(self.out_count)
     }
 }
 
@@ -169,11 +173,19 @@ impl kernel::Module for RustIcmp {
         } else {
             None
         };
+        let out_count = if stats.is_some() {
+            OutCount::Patched
+        } else {
+            OutCount::Builtin
+        };
         let icmp = Icmp { socks, stats };
         let icmp = KBox::pin_init(Registration::new(icmp, builtin), GFP_KERNEL)
             .inspect_err(|e| pr_err!("cannot take over inet_protos[IPPROTO_ICMP] ({:?})\n", e))?;
         pr_info!("IPPROTO_ICMP taken over; __icmp_send and friends are patched next\n");
-        Ok(RustIcmp { _icmp: icmp })
+        Ok(RustIcmp {
+            _icmp: icmp,
+            out_count,
+        })
     }
 }
 

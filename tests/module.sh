@@ -35,7 +35,10 @@ else ktap_not_ok "insmod, live patch transition completed" "$out"; fi
 
 check "dmesg reports the takeover and the patch" \
 	grep -qz "IPPROTO_ICMP taken over.*rust_icmp: live patch enabled" <(dmesg)
-check "the live patch is enabled" grep -qx 1 "$LIVEPATCH/enabled"
+# With mirror=1 the patch takes icmp_out_count too: the mirror counts every ICMP message sent.
+check "the live patch is enabled, with icmp_out_count (mirror=1)" \
+	bash -c "grep -qx 1 $LIVEPATCH/enabled && test -d $LIVEPATCH/vmlinux/__icmp_send,1 &&
+		test -d $LIVEPATCH/vmlinux/icmp_out_count,1"
 check "/proc/net/rust_icmp exists" test -r /proc/net/rust_icmp
 check "a namespace that existed before insmod has its counters" \
 	ip netns exec before test -r /proc/net/rust_icmp
@@ -108,20 +111,25 @@ else
 fi
 
 # Loaded as a user would, without mirror=1: Rust handles ICMP all the same and counts in
-# the MIB, and nothing in /proc/net shows that it is loaded.
+# the MIB, and nothing in /proc/net shows that it is loaded. icmp_out_count, which would
+# count what C's counts, stays C's: the patch leaves it out.
 snmp() { nstat -asz "$1" | awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'; }
 MODULE_PARAMS='' load_module
+patched=0 send_patched=0
+[[ -d $LIVEPATCH/vmlinux/icmp_out_count,1 ]] && patched=1
+[[ -d $LIVEPATCH/vmlinux/__icmp_send,1 ]] && send_patched=1
 replies=$(snmp IcmpMsgOutType0) unreach=$(snmp IcmpMsgOutType3)
 rcv=$(count_calls icmp_rcv ping_lo)
 glue=$(count_calls icmp_glue_bits udp_closed)
 replies=$(($(snmp IcmpMsgOutType0) - replies)) unreach=$(($(snmp IcmpMsgOutType3) - unreach))
 files=$(find /proc/net/ /proc/self/net/ -maxdepth 1 -name 'rust*' | wc -l)
 unload_module
-if ((rcv == 0 && glue == 0 && replies == 2 && unreach == 2 && files == 0)); then
-	ktap_ok "without mirror=1, Rust answers and counts in the MIB, with no /proc/net/rust_icmp"
+name="without mirror=1, Rust answers and counts in the MIB, with no /proc/net/rust_icmp and C's icmp_out_count"
+if ((rcv == 0 && glue == 0 && replies == 2 && unreach == 2 && files == 0 &&
+	patched == 0 && send_patched == 1)); then
+	ktap_ok "$name"
 else
-	ktap_not_ok "without mirror=1, Rust answers and counts in the MIB, with no /proc/net/rust_icmp" \
-		"icmp_rcv $rcv, icmp_glue_bits $glue calls; MIB: $replies echo replies, $unreach unreachables; $files files"
+	ktap_not_ok "$name" "icmp_rcv $rcv, icmp_glue_bits $glue calls; MIB: $replies echo replies, $unreach unreachables; $files files; patched: icmp_out_count $patched, __icmp_send $send_patched"
 fi
 
 ip netns del before

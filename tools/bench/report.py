@@ -263,8 +263,8 @@ METRICS += [
     ("steerudp_dut_icmp", STEER_GROUP, "port unreachable: of which in the ICMP code",
      "/round trip", False, "insnsudp", _insns("dut_icmp")),
     ("steer_sender", STEER_GROUP, "56 B echo: kernel instructions on the sender's CPU (send, "
-     "receive the reply: C's code both ways but for the reply's icmp_rcv and the live "
-     "patch's trampoline on icmp_out_count)",
+     "receive the reply: C's code both ways but for the reply's icmp_rcv, and with "
+     "mirror=1 the live patch's trampoline on icmp_out_count)",
      "/round trip", False, "insns", _insns("sender")),
     ("steer_sender_icmp", STEER_GROUP, "56 B echo: of which in the ICMP code (the reply's "
      "icmp_rcv, icmp_out_count)", "/round trip", False, "insns", _insns("sender_icmp")),
@@ -332,8 +332,9 @@ class InsnCounts:
 def is_icmp_code(name, c_functions):
     """The ICMP code of either implementation: the functions of the built-in icmp.o, or
     rust_icmp's (the module, the kernel crate's Rust in vmlinux, the rust_helper_* wrappers).
-    Nothing calls the Rust ones while the built-in code runs, nor icmp.o's (but the live
-    patched icmp_out_count's entry) while rust_icmp does."""
+    Nothing calls the Rust ones while the built-in code runs, nor icmp.o's while rust_icmp
+    does, but icmp_out_count: the live patch takes it only with mirror=1 (then its entry
+    runs), and without the mirror C's counts for both."""
     return (name in c_functions or name.endswith("[rust_icmp]") or name.startswith("_R")
             or name.startswith("rust_helper_"))
 
