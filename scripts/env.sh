@@ -21,8 +21,10 @@ SRC=$BUILD/linux-src$KSUFFIX
 FLAVOUR=
 [[ ${DEBUG:-0} == 1 ]] && FLAVOUR=-debug
 case ${PREEMPT:-} in
+'') ;;
 full) FLAVOUR+=-preempt ;;
 rt) FLAVOUR+=-rt ;;
+*) echo "PREEMPT=$PREEMPT: full or rt (or nothing, for PREEMPT_LAZY)" >&2; exit 2 ;;
 esac
 KDIR=${KDIR:-$BUILD/kernel$FLAVOUR$KSUFFIX}
 
