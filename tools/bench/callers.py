@@ -39,16 +39,17 @@ FUNC = re.compile(r"^([0-9a-f]+) <(.*)>:$")
 
 
 def disassemble(path, callees, relocated):
-    """The calls and tail jumps to one of callees in path's code, as (address, caller, callee),
-    and the address of every instruction by function. In a module (relocated: not linked),
-    an instruction's target is its relocation, on the next line."""
+    """The calls and tail jumps to one of callees in path's code, as (address, function,
+    callee), and each function's instruction addresses; a function is (name, start address).
+    In a module (relocated: not linked), an instruction's target is its relocation, on the
+    next line."""
     out = subprocess.run(["objdump", "-d", "--no-show-raw-insn"] + (["-r"] if relocated else [])
                          + [path], capture_output=True, text=True, check=True).stdout
     sites, insns, fn, branch = [], collections.defaultdict(list), None, None
     for line in out.splitlines():
         m = FUNC.match(line)
         if m:
-            fn = m.group(2)
+            fn = (m.group(2), int(m.group(1), 16))
             continue
         m = RELOC.match(line)
         if m:
@@ -70,52 +71,48 @@ def disassemble(path, callees, relocated):
     return sites, insns
 
 
-def load_symbols(path):
-    syms = {}
-    with open(path, encoding="utf-8") as f:
+def counts(record, vmlinux, module):
+    """Per round trip, how often each (callee, caller) site ran: the entries of the blocks
+    whose instructions include it."""
+    win = report.InsnCounts().window(record["counts"], record["window"])
+    if win is None:
+        raise SystemExit(f"window {record['window']} missing from {record['counts']}")
+    # Every site, and the instructions of the functions that have one, at the addresses of
+    # the run: the module's moved by where its functions were loaded (modsyms).
+    loaded = {}
+    with open(record["modsyms"], encoding="utf-8") as f:
         for line in f:
             w = line.split()
             if len(w) >= 3 and w[1] in "tT":
-                syms[w[2]] = int(w[0], 16)
-    return syms
-
-
-def counts(record, vmlinux, module, module_syms):
-    """Per round trip, how often each (callee, caller) site ran: the entries of the blocks
-    whose instructions include it."""
-    c = report.InsnCounts()
-    win = c.window(record["counts"], record["window"])
-    if win is None:
-        raise SystemExit(f"window {record['window']} missing from {record['counts']}")
-    blocks = collections.defaultdict(int)
+                loaded[w[2]] = int(w[0], 16)
+    sites, funcs = [], {}
+    for (fsites, finsns), in_module in ((vmlinux, False), (module, True)):
+        for addr, fn, callee in fsites:
+            name, start = fn
+            d = 0
+            if in_module:
+                if name not in loaded:
+                    continue
+                d = loaded[name] - start
+                name += " [rust_icmp]"
+            sites.append((addr + d, name, callee))
+            funcs[start + d] = [a + d for a in finsns[fn]]
+    # How often each of those instructions ran: each block runs its instructions in a row.
+    starts = sorted(funcs)
+    ran = collections.Counter()
     for vaddr, ninsns, count, *_ in win["blocks"]:
-        blocks[(vaddr, ninsns)] += count
-    # Every site and the instructions of its function, at the addresses the run had.
-    loaded = load_symbols(record["modsyms"])
-    sites = []
-    vsites, vinsns = vmlinux
-    for addr, caller, callee in vsites:
-        sites.append((addr, caller, callee, vinsns[caller]))
-    msites, minsns = module
-    for addr, caller, callee in msites:
-        if caller in loaded and caller in module_syms:
-            d = loaded[caller] - module_syms[caller]
-            sites.append((addr + d, caller + " [rust_icmp]", callee, [a + d for a in minsns[caller]]))
-    starts = sorted({a for a, _ in blocks})
-    by_start = collections.defaultdict(list)
-    for (a, n), count in blocks.items():
-        by_start[a].append((n, count))
+        i = bisect.bisect_right(starts, vaddr) - 1
+        if i < 0:
+            continue
+        fn_insns = funcs[starts[i]]
+        k = bisect.bisect_left(fn_insns, vaddr)
+        if k < len(fn_insns) and fn_insns[k] == vaddr:
+            for a in fn_insns[k:k + ninsns]:
+                ran[a] += count
     per = collections.Counter()
-    for addr, caller, callee, fn_insns in sites:
-        i = bisect.bisect_left(fn_insns, addr)
-        # Blocks that start at most a few dozen instructions before the site and reach it.
-        j = bisect.bisect_right(starts, addr)
-        while j > 0 and starts[j - 1] >= fn_insns[max(i - 64, 0)]:
-            j -= 1
-            k = bisect.bisect_left(fn_insns, starts[j])
-            for n, count in by_start[starts[j]]:
-                if k < len(fn_insns) and fn_insns[k] == starts[j] and k <= i < k + n:
-                    per[(callee, caller)] += count / record["n"]
+    for addr, caller, callee in sites:
+        if ran[addr]:
+            per[(callee, caller)] += ran[addr] / record["n"]
     return per
 
 
@@ -148,8 +145,7 @@ def main():
     callees = set(a.callees)
     vmlinux = disassemble(a.vmlinux, callees, False)
     mod = disassemble(module, callees, True)
-    msyms = load_symbols_nm(module)
-    per = {impl: counts(first[impl], vmlinux, mod, msyms) for impl in ("c", "rust")}
+    per = {impl: counts(first[impl], vmlinux, mod) for impl in ("c", "rust")}
     names = sorted(set(per["c"]) | set(per["rust"]))
     shown = report.demangle(caller for _, caller in names)
     print(f"calls per round trip ({a.workload}), round 1: C, Rust, callee, caller")
@@ -161,16 +157,6 @@ def main():
         c = sum(v for (ce, _), v in per["c"].items() if ce == callee)
         r = sum(v for (ce, _), v in per["rust"].items() if ce == callee)
         print(f"{c:8.2f} {r:8.2f}  {callee}  (all callers)")
-
-
-def load_symbols_nm(path):
-    out = subprocess.run(["nm", path], capture_output=True, text=True, check=True).stdout
-    syms = {}
-    for line in out.splitlines():
-        w = line.split()
-        if len(w) == 3 and w[1] in "tT":
-            syms[w[2]] = int(w[0], 16)
-    return syms
 
 
 if __name__ == "__main__":
