@@ -15,7 +15,7 @@ use kernel::net::{
 use crate::{
     probe,
     rcv::Ctx,
-    reply::{icmp_reply, IcmpBxm, IcmpBxmData},
+    reply::{icmp_reply, IcmpBxm, IcmpBxmData, NoExt},
 };
 use core::pin::Pin;
 use kernel::net::ipv4::icmp::IcmpMib;
@@ -49,7 +49,7 @@ pub(crate) fn icmp_echo(
         },
         head_len: IcmpHdr::LEN,
         replyopts: IpOptionsData::new(),
-        ext: None,
+        ext: NoExt,
     };
     icmp_reply(ctx.icmp, &mut param, ctx.rcu);
     Ok(())
@@ -87,7 +87,7 @@ pub(crate) fn icmp_timestamp(
         },
         head_len: IcmpHdr::LEN + 12,
         replyopts: IpOptionsData::new(),
-        ext: None,
+        ext: NoExt,
     };
     icmp_reply(ctx.icmp, &mut param, ctx.rcu);
     Ok(())

@@ -46,8 +46,10 @@ pub(crate) struct IcmpBxmData {
 ///
 /// `K` is what the packet is known to be: a received IPv4 packet for a reply, whose route,
 /// options and device decide where the reply goes ([`icmp_reply`] reads them from `skb`, as C
-/// reads `icmp_param->skb`); an IPv4 packet for an error ([`crate::send`]).
-pub(crate) struct IcmpBxm<'a, K: SkBuffKind> {
+/// reads `icmp_param->skb`); an IPv4 packet for an error ([`crate::send`]). `X` says whether
+/// the message can carry an ICMP extension: only errors can ([`Option<IcmpExtTail>`]); a
+/// reply's type, [`NoExt`], leaves the extension's code out of its `getfrag`.
+pub(crate) struct IcmpBxm<'a, K: SkBuffKind, X: ExtSlot> {
     /// The packet the payload is copied from.
     pub(crate) skb: &'a K,
     /// Offset of the payload from `skb->data` (negative: from before it).
@@ -62,17 +64,40 @@ pub(crate) struct IcmpBxm<'a, K: SkBuffKind> {
     pub(crate) replyopts: IpOptionsData,
     /// For an error with ICMP extensions: the payload is `skb`'s first `ext.quoted()` bytes
     /// from `offset`, then the tail (`data_len` covers both).
-    pub(crate) ext: Option<IcmpExtTail>,
+    pub(crate) ext: X,
 }
 
-impl<K: SkBuffKind> IcmpBxm<'_, K> {
+/// Where an [`IcmpBxm`] keeps its ICMP extension, if its kind of message can have one.
+pub(crate) trait ExtSlot {
+    /// The extension's tail, if the message has one.
+    fn tail(&self) -> Option<&IcmpExtTail>;
+}
+
+/// The extension of a message that never has one (replies): no room, no test.
+pub(crate) struct NoExt;
+
+impl ExtSlot for NoExt {
+    #[inline(always)]
+    fn tail(&self) -> Option<&IcmpExtTail> {
+        None
+    }
+}
+
+impl ExtSlot for Option<IcmpExtTail> {
+    #[inline(always)]
+    fn tail(&self) -> Option<&IcmpExtTail> {
+        self.as_ref()
+    }
+}
+
+impl<K: SkBuffKind, X: ExtSlot> IcmpBxm<'_, K, X> {
     /// Appends the payload's bytes from `offset` to `to`, filling it, and returns their
     /// checksum (C's `skb_copy_and_csum_bits` from `icmp_param->skb`, which is the extended
     /// clone of the datagram when there is an extension). `None` if they are not all in the
     /// payload.
     fn copy_and_csum(&self, offset: usize, to: &mut FragBuf<'_>) -> Option<Wsum> {
         let from = self.offset + i32::try_from(offset).ok()?;
-        let Some(ext) = &self.ext else {
+        let Some(ext) = self.ext.tail() else {
             return to
                 .put_copy_and_csum(self.skb.as_skb(), from, to.remaining())
                 .ok();
@@ -106,7 +131,7 @@ impl<K: SkBuffKind> IcmpBxm<'_, K> {
 
 /// `icmp_glue_bits`: copies payload bytes into the packet being built and adds their checksum
 /// to the fragment's sum. Errors also get the conntrack entry of the packet they are about.
-impl<K: SkBuffKind> GetFrag for IcmpBxm<'_, K> {
+impl<K: SkBuffKind, X: ExtSlot> GetFrag for IcmpBxm<'_, K, X> {
     fn getfrag(
         &self,
         to: &mut FragBuf<'_>,
@@ -128,10 +153,10 @@ impl<K: SkBuffKind> GetFrag for IcmpBxm<'_, K> {
 /// `icmp_push_reply`: queues the message on the locked control socket, completes the ICMP
 /// checksum over header and payload, and sends it. If queueing fails, counts `OutErrors` and
 /// drops what was queued.
-pub(crate) fn icmp_push_reply<K: SkBuffKind>(
+pub(crate) fn icmp_push_reply<K: SkBuffKind, X: ExtSlot>(
     icmp: &Icmp,
     sk: &mut XmitSock<'_>,
-    param: &IcmpBxm<'_, K>,
+    param: &IcmpBxm<'_, K, X>,
     fl4: &mut Flowi4,
     ipc: &mut IpcmCookie<'_>,
     rt: Route,
@@ -179,7 +204,11 @@ pub(crate) fn icmp_push_reply<K: SkBuffKind>(
 /// sent to, with its IP options echoed, if the rate limits allow. The message's payload is
 /// copied from the request (`param.skb`), whose route, options and device decide where the
 /// reply goes.
-pub(crate) fn icmp_reply(icmp: &Icmp, param: &mut IcmpBxm<'_, Ipv4RxSkBuff>, rcu: &rcu::Guard) {
+pub(crate) fn icmp_reply(
+    icmp: &Icmp,
+    param: &mut IcmpBxm<'_, Ipv4RxSkBuff, NoExt>,
+    rcu: &rcu::Guard,
+) {
     let skb = param.skb;
     let net = skb.dst_dev_rcu(rcu).net(rcu);
     let iph = skb.ip_hdr();
