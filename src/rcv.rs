@@ -120,12 +120,8 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rc
     let rt_flags = skb.route(rcu).flags();
     let net = skb.dst_dev_rcu(rcu).net(rcu);
 
-    let ctx = Ctx {
-        icmp,
-        rcu,
-        mibs: Mibs::new(icmp, net, rcu),
-    };
-    match icmp_rcv_reason(&ctx, skb.as_mut(), rt_flags) {
+    let mibs = Mibs::new(icmp, net, rcu);
+    match icmp_rcv_reason(icmp, rcu, mibs, skb.as_mut(), rt_flags) {
         Ok(Next::Consume) => {
             skb.consume();
             NET_RX_SUCCESS
@@ -135,7 +131,7 @@ pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rc
             Err(_) => NET_RX_DROP,
         },
         Err(reason) => {
-            ctx.mibs.count_drop(reason);
+            mibs.count_drop(reason);
             skb.drop_reason(reason);
             NET_RX_DROP
         }
@@ -170,13 +166,18 @@ fn icmp_xfrm_reverse_check(mut skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropRe
 }
 
 /// `icmp_rcv` up to the point where it frees the packet: validation, counters, dispatch.
+/// The handlers' [`Ctx`] is made only where a handler is called: an echo reply, for
+/// `ping_rcv`, needs none.
 #[inline]
-fn icmp_rcv_reason(
-    ctx: &Ctx<'_>,
+fn icmp_rcv_reason<'a>(
+    icmp: &'a Icmp,
+    rcu: &'a rcu::Guard,
+    mibs: Mibs<'a>,
     mut skb: Pin<&mut Ipv4RxSkBuff>,
     rt_flags: u32,
 ) -> Result<Next, DropReason> {
-    let (net, mibs) = (ctx.net(), &ctx.mibs);
+    let net = mibs.net();
+    let ctx = || Ctx { icmp, rcu, mibs };
 
     if !skb.as_mut().xfrm4_policy_check_in() {
         icmp_xfrm_reverse_check(skb.as_mut())?;
@@ -202,7 +203,7 @@ fn icmp_rcv_reason(
 
     // ICMP Extended Echo (PROBE) messages are outside the table, which ends at type 18.
     if type_ == ICMP_EXT_ECHO {
-        return echo::icmp_echo(ctx, skb, icmph).map(|()| Next::Consume);
+        return echo::icmp_echo(&ctx(), skb, icmph).map(|()| Next::Consume);
     }
 
     if rt_flags & (RTCF_BROADCAST | RTCF_MULTICAST) != 0 {
@@ -231,7 +232,7 @@ fn icmp_rcv_reason(
     };
 
     match control.handler {
-        Borrows(handler) => handler(ctx, skb, icmph).map(|()| Next::Consume),
+        Borrows(handler) => handler(&ctx(), skb, icmph).map(|()| Next::Consume),
         Handler::PingRcv => Ok(Next::PingRcv),
     }
 }
