@@ -116,11 +116,28 @@ fn icmp_discard(
 /// `icmp_rcv`: the entry point for every ICMP message delivered to this host.
 // Inlined into the protocol trampoline, its one caller.
 #[inline]
-pub(crate) fn icmp_rcv(icmp: &Icmp, mut skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rcu::Guard) -> i32 {
+pub(crate) fn icmp_rcv(icmp: &Icmp, skb: OwnedSkBuff<Ipv4RxSkBuff>, rcu: &rcu::Guard) -> i32 {
     let rt_flags = skb.route(rcu).flags();
     let net = skb.dst_dev_rcu(rcu).net(rcu);
 
-    let mibs = Mibs::new(icmp, net, rcu);
+    // Two copies of the receive path: without `mirror=1` (the module's default) the mirror's
+    // absence is tested once, here, and that copy's counters do not test it again.
+    if icmp.stats.is_none() {
+        icmp_rcv_counted(icmp, rcu, Mibs::unmirrored(net), skb, rt_flags)
+    } else {
+        icmp_rcv_counted(icmp, rcu, Mibs::new(icmp, net, rcu), skb, rt_flags)
+    }
+}
+
+/// [`icmp_rcv`] once it knows the counters the packet updates.
+#[inline(always)]
+fn icmp_rcv_counted<'a>(
+    icmp: &'a Icmp,
+    rcu: &'a rcu::Guard,
+    mibs: Mibs<'a>,
+    mut skb: OwnedSkBuff<Ipv4RxSkBuff>,
+    rt_flags: u32,
+) -> i32 {
     match icmp_rcv_reason(icmp, rcu, mibs, skb.as_mut(), rt_flags) {
         Ok(Next::Consume) => {
             skb.consume();
@@ -168,7 +185,7 @@ fn icmp_xfrm_reverse_check(mut skb: Pin<&mut Ipv4RxSkBuff>) -> Result<(), DropRe
 /// `icmp_rcv` up to the point where it frees the packet: validation, counters, dispatch.
 /// The handlers' [`Ctx`] is made only where a handler is called: an echo reply, for
 /// `ping_rcv`, needs none.
-#[inline]
+#[inline(always)]
 fn icmp_rcv_reason<'a>(
     icmp: &'a Icmp,
     rcu: &'a rcu::Guard,

@@ -154,6 +154,11 @@ impl<'a> Mibs<'a> {
         }
     }
 
+    /// The counters of a module loaded without `mirror=1`: the MIB only.
+    pub(crate) fn unmirrored(net: &'a Net) -> Self {
+        Self { net, mine: None }
+    }
+
     /// The namespace whose counters these are.
     pub(crate) fn net(&self) -> &'a Net {
         self.net
