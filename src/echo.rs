@@ -15,7 +15,7 @@ use kernel::net::{
 use crate::{
     probe,
     rcv::Ctx,
-    reply::{icmp_reply, IcmpBxm, IcmpBxmData, NoExt},
+    reply::{icmp_reply, HeadLen, IcmpBxm, IcmpBxmData, NoExt},
 };
 use core::pin::Pin;
 use kernel::net::ipv4::icmp::IcmpMib;
@@ -42,12 +42,12 @@ pub(crate) fn icmp_echo(
     let mut param = IcmpBxm {
         skb: &*skb,
         offset: 0,
-        data_len: skb.len() as usize,
+        data_len: skb.len(),
         data: IcmpBxmData {
             icmph,
             times: [Be32::ZERO; 3],
         },
-        head_len: IcmpHdr::LEN,
+        head_len: HeadLen::Header,
         replyopts: IpOptionsData::new(),
         ext: NoExt,
     };
@@ -85,7 +85,7 @@ pub(crate) fn icmp_timestamp(
             icmph,
             times: [Be32::from_bytes(originate), now, now],
         },
-        head_len: IcmpHdr::LEN + 12,
+        head_len: HeadLen::Timestamps,
         replyopts: IpOptionsData::new(),
         ext: NoExt,
     };

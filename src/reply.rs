@@ -42,6 +42,25 @@ pub(crate) struct IcmpBxmData {
     pub(crate) times: [Be32; 3],
 }
 
+/// How many bytes of an [`IcmpBxmData`] a message sends. An enum rather than a number, so
+/// that the compiler knows the header fits in `IcmpBxmData` and holds the checksum field.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+pub(crate) enum HeadLen {
+    /// The ICMP header.
+    Header = IcmpHdr::LEN as u8,
+    /// The ICMP header and three timestamps (timestamp replies).
+    Timestamps = size_of::<IcmpBxmData>() as u8,
+}
+const _: () = assert!(IcmpHdr::LEN == 8 && size_of::<IcmpBxmData>() == IcmpHdr::LEN + 12);
+
+impl HeadLen {
+    /// The number of bytes.
+    pub(crate) const fn len(self) -> usize {
+        self as usize
+    }
+}
+
 /// `struct icmp_bxm`: a message being built, and where its payload comes from.
 ///
 /// `K` is what the packet is known to be: a received IPv4 packet for a reply, whose route,
@@ -54,12 +73,12 @@ pub(crate) struct IcmpBxm<'a, K: SkBuffKind, X: ExtSlot> {
     pub(crate) skb: &'a K,
     /// Offset of the payload from `skb->data` (negative: from before it).
     pub(crate) offset: i32,
-    /// Payload length.
-    pub(crate) data_len: usize,
+    /// Payload length (C's is an `int` too: `skb->len` at most).
+    pub(crate) data_len: u32,
     /// The header.
     pub(crate) data: IcmpBxmData,
-    /// Bytes of `data` that are sent: 8, or 20 for timestamps.
-    pub(crate) head_len: usize,
+    /// Bytes of `data` that are sent.
+    pub(crate) head_len: HeadLen,
     /// IP options of the message.
     pub(crate) replyopts: IpOptionsData,
     /// For an error with ICMP extensions: the payload is `skb`'s first `ext.quoted()` bytes
@@ -161,9 +180,10 @@ pub(crate) fn icmp_push_reply<K: SkBuffKind, X: ExtSlot>(
     ipc: &mut IpcmCookie<'_>,
     rt: Route,
 ) {
-    let length = param.data_len + param.head_len;
+    let head_len = param.head_len.len();
+    let length = param.data_len as usize + head_len;
     if sk
-        .append_data(fl4, param, length, param.head_len, ipc, rt)
+        .append_data(fl4, param, length, head_len, ipc, rt)
         .is_err()
     {
         // `append_data` dropped what was queued (C's `ip_flush_pending_frames()` here).
@@ -173,7 +193,7 @@ pub(crate) fn icmp_push_reply<K: SkBuffKind, X: ExtSlot>(
     let queued = sk.pending_csum();
     // The header, its checksum 0 in `param`, copied and summed as C does it (see
     // `write_transport_header_csum`), then the checksum over header and payload.
-    let Some(head) = param.data.as_bytes().get(..param.head_len) else {
+    let Some(head) = param.data.as_bytes().get(..head_len) else {
         sk.flush_pending_frames();
         return;
     };

@@ -36,7 +36,7 @@ use kernel::{
 
 use crate::{
     ext, ratelimit, rcv,
-    reply::{icmp_push_reply, IcmpBxm, IcmpBxmData},
+    reply::{icmp_push_reply, HeadLen, IcmpBxm, IcmpBxmData},
     Icmp,
 };
 
@@ -360,12 +360,12 @@ pub(crate) fn __icmp_send(
     let param = IcmpBxm {
         skb: skb_in,
         offset,
-        data_len: data_len.max(0) as usize,
+        data_len: u32::try_from(data_len).unwrap_or(0),
         data: IcmpBxmData {
             icmph,
             times: [Be32::ZERO; 3],
         },
-        head_len: IcmpHdr::LEN,
+        head_len: HeadLen::Header,
         replyopts,
         ext,
     };
