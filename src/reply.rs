@@ -172,6 +172,9 @@ impl<K: SkBuffKind, X: ExtSlot> GetFrag for IcmpBxm<'_, K, X> {
 /// `icmp_push_reply`: queues the message on the locked control socket, completes the ICMP
 /// checksum over header and payload, and sends it. If queueing fails, counts `OutErrors` and
 /// drops what was queued.
+// Inlined into each kind of message's one caller (`icmp_reply`, `__icmp_send`), with the
+// control socket's methods it calls: one function, without a call's moves and frame.
+#[inline(always)]
 pub(crate) fn icmp_push_reply<K: SkBuffKind, X: ExtSlot>(
     icmp: &Icmp,
     sk: &mut XmitSock<'_>,
