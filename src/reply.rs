@@ -193,7 +193,6 @@ pub(crate) fn icmp_push_reply<K: SkBuffKind, X: ExtSlot>(
         stats::icmp_inc_stats(icmp, sk.net(), IcmpMib::OutErrors);
         return;
     }
-    let queued = sk.pending_csum();
     // The header, its checksum 0 in `param`, copied and summed as C does it (see
     // `write_transport_header_csum`), then the checksum over header and payload.
     let Some(head) = param.data.as_bytes().get(..head_len) else {
@@ -203,6 +202,7 @@ pub(crate) fn icmp_push_reply<K: SkBuffKind, X: ExtSlot>(
     let Some(mut skb) = sk.first_pending() else {
         return;
     };
+    let queued = skb.queue_csum();
     let written = skb.write_transport_header_csum(head);
     let Ok((head_sum, icmph)) = written else {
         // `ip_append_data` reserved `head_len` bytes there, but moves their end into the next
@@ -257,36 +257,41 @@ pub(crate) fn icmp_reply(
     let Some(mut sk) = icmp.socks.lock(net, &bh) else {
         return;
     };
-    param.data.icmph.checksum = [0; 2];
-    let param = &*param;
+    'out_unlock: {
+        param.data.icmph.checksum = [0; 2];
+        let param = &*param;
 
-    let mut ipc = IpcmCookie::new();
-    ipc.set_tos(iph.tos());
-    ipc.set_mark(mark);
-    let mut daddr = iph.saddr();
-    ipc.set_addr(daddr);
-    let saddr = fib_compute_spec_dst(skb, rcu);
+        let mut ipc = IpcmCookie::new();
+        ipc.set_tos(iph.tos());
+        ipc.set_mark(mark);
+        let mut daddr = iph.saddr();
+        ipc.set_addr(daddr);
+        let saddr = fib_compute_spec_dst(skb, rcu);
 
-    if param.replyopts.optlen() != 0 {
-        ipc.set_opt(&param.replyopts);
-        if param.replyopts.srr() != 0 {
-            daddr = param.replyopts.faddr();
+        if param.replyopts.optlen() != 0 {
+            ipc.set_opt(&param.replyopts);
+            if param.replyopts.srr() != 0 {
+                daddr = param.replyopts.faddr();
+            }
         }
+        let mut fl4 = Flowi4::new();
+        fl4.set_daddr(daddr);
+        fl4.set_saddr(saddr);
+        fl4.set_mark(mark);
+        fl4.set_uid(net.root_uid());
+        fl4.set_dscp(iph.tos());
+        fl4.set_proto(IPPROTO_ICMP);
+        fl4.set_oif(skb.dev(rcu).map_or(0, |dev| dev.l3mdev_master_ifindex()));
+        fl4.classify_from(skb);
+        let Ok(rt) = Route::output_key(net, &mut fl4) else {
+            break 'out_unlock;
+        };
+        if !ratelimit::icmpv4_xrlim_allow(icmp, net, &rt, &fl4, apply_ratelimit, rcu) {
+            break 'out_unlock;
+        }
+        icmp_push_reply(icmp, &mut sk, param, &mut fl4, &mut ipc, rt);
     }
-    let mut fl4 = Flowi4::new();
-    fl4.set_daddr(daddr);
-    fl4.set_saddr(saddr);
-    fl4.set_mark(mark);
-    fl4.set_uid(net.root_uid());
-    fl4.set_dscp(iph.tos());
-    fl4.set_proto(IPPROTO_ICMP);
-    fl4.set_oif(skb.dev(rcu).map_or(0, |dev| dev.l3mdev_master_ifindex()));
-    fl4.classify_from(skb);
-    let Ok(rt) = Route::output_key(net, &mut fl4) else {
-        return;
-    };
-    if !ratelimit::icmpv4_xrlim_allow(icmp, net, &rt, &fl4, apply_ratelimit, rcu) {
-        return;
-    }
-    icmp_push_reply(icmp, &mut sk, param, &mut fl4, &mut ipc, rt);
+    // C's `out_unlock`: every path from the lock on ends here, so that the unlock is compiled
+    // in line (`XmitSock::unlock`, not the drop).
+    sk.unlock();
 }

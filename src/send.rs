@@ -267,113 +267,117 @@ pub(crate) fn __icmp_send(
     let Some(mut sk) = icmp.socks.lock(net, &bh) else {
         return;
     };
-
-    // Construct source address and options.
-    let mut saddr = iph.daddr();
-    if rt_flags & RTCF_LOCAL == 0 {
-        let dev = if rt_is_input && net.sysctl_icmp_errors_use_inbound_ifaddr() != 0 {
-            let iif = match parm.iif() {
-                0 => skb_in.inet_iif(),
-                iif => iif,
+    'out_unlock: {
+        // Construct source address and options.
+        let mut saddr = iph.daddr();
+        if rt_flags & RTCF_LOCAL == 0 {
+            let dev = if rt_is_input && net.sysctl_icmp_errors_use_inbound_ifaddr() != 0 {
+                let iif = match parm.iif() {
+                    0 => skb_in.inet_iif(),
+                    iif => iif,
+                };
+                NetDevice::get_by_index_rcu(net, iif, &rcu)
+            } else {
+                None
             };
-            NetDevice::get_by_index_rcu(net, iif, &rcu)
+            saddr = dev.map_or(Be32::ZERO, |d| {
+                d.inet_select_addr(iph.saddr(), RT_SCOPE_LINK)
+            });
+        }
+
+        let tos = if is_error {
+            (iph.tos() & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL
         } else {
-            None
+            iph.tos()
         };
-        saddr = dev.map_or(Be32::ZERO, |d| {
-            d.inet_select_addr(iph.saddr(), RT_SCOPE_LINK)
-        });
+        let mark = net.ip4_reply_mark(skb_in.mark());
+
+        let mut replyopts = IpOptionsData::new();
+        if replyopts.echo_from(net, skb_in, parm.opt()).is_err() {
+            break 'out_unlock;
+        }
+
+        // Prepare data for the ICMP header.
+        let mut icmph = IcmpHdr {
+            type_: type_ as u8,
+            code: code as u8,
+            ..Default::default()
+        };
+        icmph.set_gateway(info);
+
+        let mut fl4 = Flowi4::new();
+        let Ok(rt) = icmp_route_lookup(
+            net,
+            &mut fl4,
+            &mut lent,
+            &iph,
+            saddr,
+            tos & INET_DSCP_MASK,
+            mark,
+            type_ as u8,
+            code as u8,
+            &replyopts,
+            &rcu,
+        ) else {
+            break 'out_unlock;
+        };
+
+        if rt.flags() & (RTCF_BROADCAST | RTCF_MULTICAST) != 0 {
+            break 'out_unlock;
+        }
+
+        // Peer icmp_ratelimit.
+        if !ratelimit::icmpv4_xrlim_allow(icmp, net, &rt, &fl4, apply_ratelimit, &rcu) {
+            break 'out_unlock;
+        }
+
+        // RFC says return as much as we can without exceeding 576 bytes.
+        let mut room = (rt.mtu() as i32).min(MAX_ERROR_LEN);
+        room -= IpHdr::LEN as i32 + i32::from(replyopts.optlen());
+        room -= IcmpHdr::LEN as i32;
+        // Guard against tiny mtu. We need to include at least one IP network header for this
+        // message to make any sense.
+        if room <= IpHdr::LEN as i32 {
+            break 'out_unlock;
+        }
+
+        let offset = skb_in.network_offset();
+        let ext = ext::icmp_ext_append(net, skb_in, offset, &mut icmph, room as usize, parm.iif());
+        let data_len = match &ext {
+            Some(ext) => ext.len() as i64,
+            None => i64::from(skb_in.len()) - i64::from(offset),
+        }
+        .min(i64::from(room));
+
+        // If we don't have a source address at this point, fall back to the dummy address
+        // instead of sending out a packet with a source address of 0.0.0.0.
+        if fl4.saddr() == Be32::ZERO {
+            fl4.set_saddr(Be32::INADDR_DUMMY);
+        }
+
+        skb_in.trace_icmp_send(type_, code);
+
+        let param = IcmpBxm {
+            skb: skb_in,
+            offset,
+            data_len: u32::try_from(data_len).unwrap_or(0),
+            data: IcmpBxmData {
+                icmph,
+                times: [Be32::ZERO; 3],
+            },
+            head_len: HeadLen::Header,
+            replyopts,
+            ext,
+        };
+        let mut ipc = IpcmCookie::new();
+        ipc.set_tos(tos);
+        ipc.set_addr(iph.saddr());
+        ipc.set_opt(&param.replyopts);
+        ipc.set_mark(mark);
+
+        icmp_push_reply(icmp, &mut sk, &param, &mut fl4, &mut ipc, rt);
     }
-
-    let tos = if is_error {
-        (iph.tos() & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL
-    } else {
-        iph.tos()
-    };
-    let mark = net.ip4_reply_mark(skb_in.mark());
-
-    let mut replyopts = IpOptionsData::new();
-    if replyopts.echo_from(net, skb_in, parm.opt()).is_err() {
-        return;
-    }
-
-    // Prepare data for the ICMP header.
-    let mut icmph = IcmpHdr {
-        type_: type_ as u8,
-        code: code as u8,
-        ..Default::default()
-    };
-    icmph.set_gateway(info);
-
-    let mut fl4 = Flowi4::new();
-    let Ok(rt) = icmp_route_lookup(
-        net,
-        &mut fl4,
-        &mut lent,
-        &iph,
-        saddr,
-        tos & INET_DSCP_MASK,
-        mark,
-        type_ as u8,
-        code as u8,
-        &replyopts,
-        &rcu,
-    ) else {
-        return;
-    };
-
-    if rt.flags() & (RTCF_BROADCAST | RTCF_MULTICAST) != 0 {
-        return;
-    }
-
-    // Peer icmp_ratelimit.
-    if !ratelimit::icmpv4_xrlim_allow(icmp, net, &rt, &fl4, apply_ratelimit, &rcu) {
-        return;
-    }
-
-    // RFC says return as much as we can without exceeding 576 bytes.
-    let mut room = (rt.mtu() as i32).min(MAX_ERROR_LEN);
-    room -= IpHdr::LEN as i32 + i32::from(replyopts.optlen());
-    room -= IcmpHdr::LEN as i32;
-    // Guard against tiny mtu. We need to include at least one IP network header for this
-    // message to make any sense.
-    if room <= IpHdr::LEN as i32 {
-        return;
-    }
-
-    let offset = skb_in.network_offset();
-    let ext = ext::icmp_ext_append(net, skb_in, offset, &mut icmph, room as usize, parm.iif());
-    let data_len = match &ext {
-        Some(ext) => ext.len() as i64,
-        None => i64::from(skb_in.len()) - i64::from(offset),
-    }
-    .min(i64::from(room));
-
-    // If we don't have a source address at this point, fall back to the dummy address
-    // instead of sending out a packet with a source address of 0.0.0.0.
-    if fl4.saddr() == Be32::ZERO {
-        fl4.set_saddr(Be32::INADDR_DUMMY);
-    }
-
-    skb_in.trace_icmp_send(type_, code);
-
-    let param = IcmpBxm {
-        skb: skb_in,
-        offset,
-        data_len: u32::try_from(data_len).unwrap_or(0),
-        data: IcmpBxmData {
-            icmph,
-            times: [Be32::ZERO; 3],
-        },
-        head_len: HeadLen::Header,
-        replyopts,
-        ext,
-    };
-    let mut ipc = IpcmCookie::new();
-    ipc.set_tos(tos);
-    ipc.set_addr(iph.saddr());
-    ipc.set_opt(&param.replyopts);
-    ipc.set_mark(mark);
-
-    icmp_push_reply(icmp, &mut sk, &param, &mut fl4, &mut ipc, rt);
+    // C's `out_unlock`: every path from the lock on ends here, so that the unlock is compiled
+    // in line (`XmitSock::unlock`, not the drop).
+    sk.unlock();
 }
